@@ -1,0 +1,110 @@
+"""Request and response bodies of the ISV API, in Alloy's camelCase."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar.openapi.datastructures import ResponseSpec
+
+from embedded_ui.store import User
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error: ``message`` says what is wrong, ``code`` is a stable snake_case name."""
+
+    message: str
+    code: str
+
+
+class UserOut(msgspec.Struct, rename="camel"):
+    user_id: str
+    username: str
+    full_name: str | None
+    created_at: str
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(user.id, user.username, user.full_name, iso_ms(user.created_at))
+
+
+class CreateUserIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    username: str
+    full_name: str | None = None
+
+
+class UpdateUserIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    username: str | msgspec.UnsetType = msgspec.UNSET
+    full_name: str | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class BatchUsersIn(msgspec.Struct, forbid_unknown_fields=True):
+    users: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(description="Up to 1,000 objects of the shape of `POST /users`."),
+    ]
+
+
+class BatchItemOut(msgspec.Struct, omit_defaults=True):
+    index: int
+    success: bool
+    user: UserOut | None = None
+    error: ErrorBody | None = None
+
+
+class BatchUsersOut(msgspec.Struct):
+    data: list[BatchItemOut]
+    created: int
+    failed: int
+
+
+class PageMeta(msgspec.Struct, rename="camel"):
+    page: int
+    limit: int
+    total: int
+    has_more: bool
+
+
+class UserListOut(msgspec.Struct):
+    data: list[UserOut]
+    meta: PageMeta
+
+
+class DeletedOut(msgspec.Struct, rename="camel"):
+    message: str
+    user_id: str
+
+
+class TokenOut(msgspec.Struct, rename="camel"):
+    token: str
+    expires_at: str
+
+
+class SessionOut(msgspec.Struct, rename="camel"):
+    user_id: str
+    workspace_id: str
+    environment: str
+
+
+def iso_ms(moment: datetime) -> str:
+    """Alloy's timestamp shape: ``2022-09-17T22:12:34.567Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_ERROR_TEXT = {
+    400: "The request is malformed; `message` names the field.",
+    401: "No API key, or an unknown, revoked or malformed one.",
+    404: "Not found in this workspace environment.",
+    409: "Conflicts with an existing record.",
+    413: "The body is larger than the configured limit.",
+    429: "Rate limited; see the Retry-After header.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    return {
+        status: ResponseSpec(data_container=ErrorBody, description=_ERROR_TEXT[status])
+        for status in (*statuses, 401, 429)
+    }

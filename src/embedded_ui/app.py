@@ -1,0 +1,111 @@
+"""The one application factory: all wiring happens here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+from swagger_ui_bundle import swagger_ui_path
+
+from embedded_ui import __version__
+from embedded_ui.api import dated_routers, health, jwks
+from embedded_ui.errors import exception_handlers
+from embedded_ui.headers import security_headers
+from embedded_ui.logs import configure_logging
+from embedded_ui.paths import STATIC_DIR
+from embedded_ui.security import UserTokens, create_rate_limiter
+from embedded_ui.settings import Settings
+from embedded_ui.store import create_db_config, create_engine, migrate
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    engine = create_engine(settings)
+    db_config = create_db_config(engine)
+    limiter = create_rate_limiter(settings.rate_limit_per_minute, settings.redis_url)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await migrate(engine)
+        try:
+            yield
+        finally:
+            await limiter.close()
+            await engine.dispose()
+
+    return Litestar(
+        route_handlers=[
+            *dated_routers(),
+            health,
+            jwks,
+            create_static_files_router(
+                "/static", directories=[STATIC_DIR], include_in_schema=False
+            ),
+            create_static_files_router(
+                "/schema/assets", directories=[swagger_ui_path], include_in_schema=False
+            ),
+        ],
+        plugins=[SQLAlchemyPlugin(config=db_config)],
+        lifespan=[lifespan],
+        state=State(
+            {
+                "settings": settings,
+                "engine": engine,
+                "db_config": db_config,
+                "tokens": UserTokens(
+                    settings.signing_keys, settings.public_url, settings.user_token_ttl
+                ),
+                "limiter": limiter,
+            }
+        ),
+        exception_handlers=exception_handlers,
+        before_send=[security_headers(hsts=settings.public_url.startswith("https://"))],
+        request_max_body_size=settings.max_request_bytes,
+        openapi_config=_openapi_config(),
+        debug=False,
+    )
+
+
+def _openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="embedded-ui API",
+        version=__version__,
+        description=(
+            "The ISV API, compatible with Alloy Embedded's. Every route is served under each of "
+            "/2022-09, /2023-01, /2023-03, /2023-06, /2023-12 and /2024-03; this document shows "
+            "/2024-03. Authenticate with `Authorization: Bearer <API key>`."
+        ),
+        path="/schema",
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path="/",
+                js_url="/schema/assets/swagger-ui-bundle.js",
+                css_url="/schema/assets/swagger-ui.css",
+                standalone_preset_js_url="/schema/assets/swagger-ui-standalone-preset.js",
+            )
+        ],
+        components=Components(
+            security_schemes={
+                "apiKey": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="An API key from `embedded-ui keys create`.",
+                ),
+                "userToken": SecurityScheme(
+                    type="apiKey",
+                    name="x-alloy-user-token",
+                    security_scheme_in="header",
+                    description="A user token from `GET /users/{user_id}/token`.",
+                ),
+            }
+        ),
+    )

@@ -1,0 +1,245 @@
+"""The `embedded-ui` command: serve, demo, database, workspaces and keys.
+
+Every command that reports something takes ``--json`` for machine-readable output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from embedded_ui.errors import EmbeddedUIError
+from embedded_ui.settings import Settings, SettingsError, new_signing_key_value
+from embedded_ui.store import ENVIRONMENTS, create_engine, current_revision, migrate
+from embedded_ui.workspaces import WorkspaceService, describe_key
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@asynccontextmanager
+async def _session(settings: Settings) -> AsyncIterator[AsyncSession]:
+    engine = create_engine(settings)
+    try:
+        await migrate(engine)
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            yield session
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with _session(_settings()) as session:
+            return await work(session)
+
+    try:
+        return asyncio.run(main())
+    except EmbeddedUIError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _emit(as_json: bool, payload: Any, text: str) -> None:
+    click.echo(json.dumps(payload, indent=2) if as_json else text)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group()
+@click.version_option(package_name="embedded-ui")
+def main() -> None:
+    """embedded-ui: embedded integrations for your product."""
+
+
+@main.command()
+@click.option("--host", help="Interface to bind (EMBEDDED_UI_HOST).")
+@click.option("--port", type=int, help="Port to bind (EMBEDDED_UI_PORT).")
+@click.option("--workers", type=int, help="Worker processes (EMBEDDED_UI_WORKERS).")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the service under Granian."""
+    from embedded_ui.server import run_server
+
+    settings = _settings()
+    run_server(settings, host=host, port=port, workers=workers)
+
+
+@main.command()
+@click.option("--port", type=int, help="Port to bind (EMBEDDED_UI_PORT).")
+def demo(port: int | None) -> None:
+    """Set up a demo workspace, print a development API key, and serve."""
+    from embedded_ui.demo import prepare_demo
+    from embedded_ui.server import run_server
+
+    settings = _settings()
+    key = asyncio.run(prepare_demo(settings))
+    base = settings.public_url if port is None else f"http://{settings.host}:{port}"
+    click.echo(
+        "\n".join(
+            [
+                "",
+                "  embedded-ui demo",
+                f"  Service:          {base}",
+                f"  API reference:    {base}/schema",
+                f"  Development key:  {key}",
+                "",
+                "  Try it:",
+                f"    curl -s -X POST {base}/2024-03/users \\",
+                f"      -H 'Authorization: Bearer {key}' \\",
+                "      -H 'Content-Type: application/json' -d '{\"username\": \"gregg\"}'",
+                "",
+            ]
+        )
+    )
+    sys.stdout.flush()
+    run_server(settings, port=port)
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@json_option
+def db_upgrade(revision: str, as_json: bool) -> None:
+    """Apply migrations up to REVISION."""
+
+    async def work() -> str | None:
+        engine = create_engine(_settings())
+        try:
+            await migrate(engine, revision)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    current = asyncio.run(work())
+    _emit(as_json, {"revision": current}, f"Database at revision {current}.")
+
+
+@main.group()
+def workspace() -> None:
+    """Workspaces (one per ISV)."""
+
+
+@workspace.command("create")
+@click.argument("name")
+@json_option
+def workspace_create(name: str, as_json: bool) -> None:
+    """Create workspace NAME with its development and production environments."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        created = await WorkspaceService(session).create(name)
+        return {"id": created.id, "name": created.name, "environments": list(ENVIRONMENTS)}
+
+    result = _run(work)
+    _emit(as_json, result, f"Created workspace {result['name']} ({result['id']}).")
+
+
+@workspace.command("list")
+@json_option
+def workspace_list(as_json: bool) -> None:
+    """List workspaces."""
+
+    async def work(session: AsyncSession) -> list[dict[str, str]]:
+        return [{"id": w.id, "name": w.name} for w in await WorkspaceService(session).list()]
+
+    rows = _run(work)
+    _emit(as_json, rows, "\n".join(f"{r['id']}  {r['name']}" for r in rows) or "No workspaces.")
+
+
+@main.group()
+def keys() -> None:
+    """API keys for a workspace environment."""
+
+
+environment_option = click.option(
+    "--environment", "-e", type=click.Choice(ENVIRONMENTS), help="development or production."
+)
+
+
+@keys.command("create")
+@click.option("--workspace", "-w", "workspace_ref", required=True, help="Workspace name or id.")
+@click.option(
+    "--environment", "-e", type=click.Choice(ENVIRONMENTS), required=True, help="Environment."
+)
+@click.option("--label", help="A note to recognise the key by.")
+@json_option
+def keys_create(workspace_ref: str, environment: str, label: str | None, as_json: bool) -> None:
+    """Create an API key. It is shown once: store it in your secret manager."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        service = WorkspaceService(session)
+        issued = await service.create_key(await service.find(workspace_ref), environment, label)
+        return {**describe_key(issued.key), "key": issued.plaintext}
+
+    result = _run(work)
+    _emit(
+        as_json,
+        result,
+        f"{result['key']}\n\nKey {result['id']} for {environment}. "
+        "It is shown only now: store it somewhere safe.",
+    )
+
+
+@keys.command("list")
+@click.option("--workspace", "-w", "workspace_ref", help="Workspace name or id.")
+@environment_option
+@json_option
+def keys_list(workspace_ref: str | None, environment: str | None, as_json: bool) -> None:
+    """List API keys (never their secrets)."""
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        service = WorkspaceService(session)
+        found = await service.find(workspace_ref) if workspace_ref else None
+        return [describe_key(k) for k in await service.list_keys(found, environment)]
+
+    rows = _run(work)
+    lines = [
+        f"{r['id']}  {r['environment']:<11}  {r['display']}  "
+        f"{'revoked ' + str(r['revokedAt']) if r['revokedAt'] else 'active'}  {r['label'] or ''}"
+        for r in rows
+    ]
+    _emit(as_json, rows, "\n".join(lines) or "No API keys.")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@json_option
+def keys_revoke(key_id: str, as_json: bool) -> None:
+    """Revoke the API key KEY_ID; requests with it fail from now on."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return describe_key(await WorkspaceService(session).revoke_key(key_id))
+
+    result = _run(work)
+    _emit(as_json, result, f"Revoked {result['id']} ({result['display']}).")
+
+
+@main.group()
+def keygen() -> None:
+    """Generate secrets for the settings."""
+
+
+@keygen.command("signing")
+@click.option("--kid", default=None, help="Key id; defaults to a date stamp.")
+def keygen_signing(kid: str | None) -> None:
+    """Print a new EMBEDDED_UI_SIGNING_KEYS entry (put it first to rotate)."""
+    from datetime import UTC, datetime
+
+    click.echo(new_signing_key_value(kid or datetime.now(UTC).strftime("k%Y%m%d%H%M%S")))

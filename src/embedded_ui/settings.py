@@ -1,0 +1,252 @@
+"""Settings, read once from the environment into frozen dataclasses.
+
+Every variable is named ``EMBEDDED_UI_<FIELD>``. A value that does not parse fails at start
+with a :class:`SettingsError` naming the variable. Outside development mode, missing or
+well-known development secrets are refused, so a production deployment can never run on the
+keys printed in this repository.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, cast
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+PREFIX = "EMBEDDED_UI_"
+MAX_USER_TOKEN_TTL = 3600
+"""Hard ceiling on a user token's lifetime, in seconds; verification refuses anything longer."""
+
+Mode = Literal["development", "production"]
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///embedded-ui.sqlite3"
+
+# A well-known seed so development tokens survive restarts. It is public, hence refused
+# outside development mode.
+_DEV_SIGNING_SEED = hashlib.sha256(b"embedded-ui insecure development signing key").digest()
+DEV_SIGNING_KEY_ID = "dev-insecure"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One Ed25519 key for user tokens. The first configured key signs; all of them verify."""
+
+    kid: str
+    private_key: Ed25519PrivateKey = field(repr=False, compare=False)
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All of the service's configuration. Build it with :meth:`from_env`."""
+
+    mode: Mode = "development"
+    """`development` (defaults allowed, demo secrets accepted) or `production`."""
+    host: str = "127.0.0.1"
+    """Interface the HTTP server binds to."""
+    port: int = 8000
+    """Port the HTTP server binds to."""
+    public_url: str = "http://127.0.0.1:8000"
+    """Origin users' browsers reach the service at; also the `iss` of user tokens."""
+    database_url: str = DEFAULT_DATABASE_URL
+    """SQLAlchemy async URL: `sqlite+aiosqlite:///file` or `postgresql+asyncpg://...`."""
+    database_pool_size: int = 10
+    """Connections kept open per process (PostgreSQL)."""
+    migrate_on_start: bool = True
+    """Apply Alembic migrations when the service starts."""
+    redis_url: str | None = None
+    """Optional Redis URL; when set, rate-limit counters are shared through it."""
+    signing_keys: tuple[SigningKey, ...] = ()
+    """User-token signing keys, newest first; see `EMBEDDED_UI_SIGNING_KEYS`."""
+    user_token_ttl: int = 3600
+    """Lifetime of a user token in seconds (60 to 3600)."""
+    rate_limit_per_minute: int = 600
+    """Requests per minute allowed per API key; 0 turns the limit off."""
+    max_request_bytes: int = 1_048_576
+    """Largest request body accepted; larger bodies get 413."""
+    workers: int = 1
+    """Worker processes started by `embedded-ui serve`."""
+    log_level: str = "INFO"
+    """Python log level name."""
+    log_format: Literal["console", "json"] = "console"
+    """`console` for people, `json` for log collectors."""
+
+    @property
+    def is_development(self) -> bool:
+        return self.mode == "development"
+
+    @property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``EMBEDDED_UI_*`` variable once and validate it."""
+        env = _Env(os.environ if environ is None else environ)
+        mode = cast(Mode, env.choice("MODE", ("development", "production"), "development"))
+        port = env.integer("PORT", 8000, 1, 65535)
+        host = env.text("HOST", "127.0.0.1")
+        default_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+        settings = cls(
+            mode=mode,
+            host=host,
+            port=port,
+            public_url=env.url("PUBLIC_URL", default_url),
+            database_url=env.database_url("DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_pool_size=env.integer("DATABASE_POOL_SIZE", 10, 1, 200),
+            migrate_on_start=env.boolean("MIGRATE_ON_START", True),
+            redis_url=env.optional_url("REDIS_URL", ("redis", "rediss", "unix")),
+            signing_keys=env.signing_keys("SIGNING_KEYS", allow_default=mode == "development"),
+            user_token_ttl=env.integer("USER_TOKEN_TTL", 3600, 60, MAX_USER_TOKEN_TTL),
+            rate_limit_per_minute=env.integer("RATE_LIMIT_PER_MINUTE", 600, 0, 1_000_000),
+            max_request_bytes=env.integer("MAX_REQUEST_BYTES", 1_048_576, 1024, 100 * 1_048_576),
+            workers=env.integer("WORKERS", 1, 1, 64),
+            log_level=env.choice(
+                "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
+            ),
+            log_format=cast(
+                Literal["console", "json"], env.choice("LOG_FORMAT", ("console", "json"), "console")
+            ),
+        )
+        env.refuse_unknown()
+        return settings
+
+
+class _Env:
+    """Typed readers over the environment; each error names the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._read: set[str] = set()
+
+    def _raw(self, name: str) -> str | None:
+        self._read.add(PREFIX + name)
+        value = self._environ.get(PREFIX + name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def _fail(self, name: str, problem: str) -> SettingsError:
+        return SettingsError(f"{PREFIX}{name}: {problem}")
+
+    def text(self, name: str, default: str) -> str:
+        return self._raw(name) or default
+
+    def choice(self, name: str, options: tuple[str, ...], default: str, upper: bool = False) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        value = raw.upper() if upper else raw.lower()
+        if value not in options:
+            raise self._fail(name, f"expected one of {', '.join(options)}, got {raw!r}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise self._fail(name, f"expected a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise self._fail(name, f"expected a number from {low} to {high}, got {value}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise self._fail(name, f"expected true or false, got {raw!r}")
+
+    def url(self, name: str, default: str) -> str:
+        raw = self._raw(name) or default
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise self._fail(name, f"expected an http(s) URL such as https://host, got {raw!r}")
+        return raw.rstrip("/")
+
+    def optional_url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        if urlsplit(raw).scheme not in schemes:
+            raise self._fail(name, f"expected a URL starting with {' or '.join(schemes)}://")
+        return raw
+
+    def database_url(self, name: str, default: str) -> str:
+        raw = self._raw(name) or default
+        scheme = urlsplit(raw).scheme
+        if scheme in ("postgres", "postgresql"):
+            # Accept the URL every PostgreSQL tool prints; we only speak asyncpg.
+            raw = "postgresql+asyncpg" + raw[len(scheme) :]
+        elif scheme == "sqlite":
+            raw = "sqlite+aiosqlite" + raw[len(scheme) :]
+        elif scheme not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
+            raise self._fail(
+                name, f"expected sqlite+aiosqlite:///file or postgresql+asyncpg://..., got {raw!r}"
+            )
+        return raw
+
+    def signing_keys(self, name: str, allow_default: bool) -> tuple[SigningKey, ...]:
+        raw = self._raw(name)
+        if raw is None:
+            if not allow_default:
+                raise self._fail(
+                    name,
+                    "required outside development mode; generate one with "
+                    "`embedded-ui keygen signing`",
+                )
+            dev = Ed25519PrivateKey.from_private_bytes(_DEV_SIGNING_SEED)
+            return (SigningKey(DEV_SIGNING_KEY_ID, dev, insecure=True),)
+        keys: list[SigningKey] = []
+        for item in raw.split(","):
+            kid, sep, encoded = item.strip().partition(":")
+            if not sep or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", kid):
+                raise self._fail(name, "expected comma-separated KID:BASE64URL_SEED entries")
+            try:
+                seed = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            except (binascii.Error, ValueError):
+                raise self._fail(name, f"key {kid!r} is not valid base64url") from None
+            if len(seed) != 32:
+                raise self._fail(name, f"key {kid!r} must decode to 32 bytes, got {len(seed)}")
+            if seed == _DEV_SIGNING_SEED and not allow_default:
+                raise self._fail(name, f"key {kid!r} is the public development key")
+            if any(k.kid == kid for k in keys):
+                raise self._fail(name, f"key id {kid!r} appears twice")
+            private = Ed25519PrivateKey.from_private_bytes(seed)
+            keys.append(SigningKey(kid, private, insecure=seed == _DEV_SIGNING_SEED))
+        return tuple(keys)
+
+    def refuse_unknown(self) -> None:
+        """A misspelt variable would silently fall back to a default, so it is an error."""
+        unknown = sorted(
+            key
+            for key in self._environ
+            if key.startswith(PREFIX) and key not in self._read and not key.startswith(_RESERVED)
+        )
+        if unknown:
+            raise SettingsError(f"{unknown[0]}: unknown setting (see the README's reference)")
+
+
+# Variables under these prefixes belong to the test suite and tools, not to the service.
+_RESERVED = (PREFIX + "TEST_", PREFIX + "BENCH_")
+
+
+def new_signing_key_value(kid: str) -> str:
+    """A fresh ``KID:SEED`` entry for ``EMBEDDED_UI_SIGNING_KEYS``."""
+    seed = os.urandom(32)
+    return f"{kid}:{base64.urlsafe_b64encode(seed).rstrip(b'=').decode()}"

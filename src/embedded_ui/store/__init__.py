@@ -1,0 +1,41 @@
+"""Persistence: tables, engine, sessions, migrations and the tenant scope."""
+
+from __future__ import annotations
+
+from embedded_ui.store.db import (
+    Scope,
+    bind_scope,
+    create_db_config,
+    create_engine,
+    current_revision,
+    migrate,
+)
+from embedded_ui.store.models import (
+    ENVIRONMENTS,
+    ApiKey,
+    AuditEntry,
+    Base,
+    TenantScoped,
+    User,
+    Workspace,
+    new_id,
+    utcnow,
+)
+
+__all__ = [
+    "ENVIRONMENTS",
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "Scope",
+    "TenantScoped",
+    "User",
+    "Workspace",
+    "bind_scope",
+    "create_db_config",
+    "create_engine",
+    "current_revision",
+    "migrate",
+    "new_id",
+    "utcnow",
+]

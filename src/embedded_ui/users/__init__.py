@@ -1,0 +1,7 @@
+"""End users (merchants) of an ISV."""
+
+from __future__ import annotations
+
+from embedded_ui.users.service import MAX_BATCH, BatchResult, NewUser, UserService, clean_text
+
+__all__ = ["MAX_BATCH", "BatchResult", "NewUser", "UserService", "clean_text"]
