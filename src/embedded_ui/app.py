@@ -75,6 +75,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
 
+# Litestar's default favicon comes from a CDN; the reference must work offline and under CSP.
+_LOCAL_FAVICON = "<link rel='icon' type='image/png' href='/schema/assets/favicon-32x32.png'>"
+
+
 def _openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="embedded-ui API",
@@ -91,6 +95,7 @@ def _openapi_config() -> OpenAPIConfig:
                 js_url="/schema/assets/swagger-ui-bundle.js",
                 css_url="/schema/assets/swagger-ui.css",
                 standalone_preset_js_url="/schema/assets/swagger-ui-standalone-preset.js",
+                favicon=_LOCAL_FAVICON,
             )
         ],
         components=Components(

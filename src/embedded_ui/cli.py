@@ -157,7 +157,7 @@ def workspace_list(as_json: bool) -> None:
     """List workspaces."""
 
     async def work(session: AsyncSession) -> list[dict[str, str]]:
-        return [{"id": w.id, "name": w.name} for w in await WorkspaceService(session).list()]
+        return [{"id": w.id, "name": w.name} for w in await WorkspaceService(session).list_all()]
 
     rows = _run(work)
     _emit(as_json, rows, "\n".join(f"{r['id']}  {r['name']}" for r in rows) or "No workspaces.")

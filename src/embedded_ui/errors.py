@@ -23,6 +23,7 @@ import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 __all__ = [
     "Conflict",
@@ -184,7 +185,7 @@ def _render_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respo
     )
 
 
-exception_handlers: dict[type[Exception], Any] = {
+exception_handlers: ExceptionHandlersMap = {
     EmbeddedUIError: _render_ours,
     HTTPException: _render_http,
     Exception: _render_unexpected,

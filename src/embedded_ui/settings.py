@@ -218,7 +218,9 @@ class _Env:
             if not sep or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", kid):
                 raise self._fail(name, "expected comma-separated KID:BASE64URL_SEED entries")
             try:
-                seed = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+                seed = base64.b64decode(
+                    encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True
+                )
             except (binascii.Error, ValueError):
                 raise self._fail(name, f"key {kid!r} is not valid base64url") from None
             if len(seed) != 32:

@@ -22,7 +22,7 @@ from embedded_ui.users import UserService
 from embedded_ui.workspaces import authenticate_key
 
 AuthMode = Literal["api_key", "user", "api_key_or_user"]
-USER_TOKEN_HEADER = "x-alloy-user-token"
+USER_TOKEN_HEADER = "x-alloy-user-token"  # noqa: S105 (a header name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,12 +36,12 @@ class CreateUserIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 
 class UpdateUserIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     username: str | msgspec.UnsetType = msgspec.UNSET
-    full_name: str | None | msgspec.UnsetType = msgspec.UNSET
+    full_name: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class BatchUsersIn(msgspec.Struct, forbid_unknown_fields=True):
     users: Annotated[
-        list[dict[str, Any]],
+        list[Any],
         msgspec.Meta(description="Up to 1,000 objects of the shape of `POST /users`."),
     ]
 

@@ -39,7 +39,7 @@ class LegacyUserTokenController(Controller):
 
     path = "/user"
     tags = ["Users"]
-    dependencies = {"users": Provide(provide_users, sync_to_thread=False)}
+    dependencies = {"user_service": Provide(provide_users, sync_to_thread=False)}
 
     @get(
         "/{user_id:str}/token",
@@ -50,8 +50,8 @@ class LegacyUserTokenController(Controller):
     async def legacy_user_token(
         self,
         user_id: UserRef,
-        users: Users,
+        user_service: Users,
         state: State,
         request: Request[Principal, Any, Any],
     ) -> TokenOut:
-        return await issue_token(user_id, users, state, request.user)
+        return await issue_token(user_id, user_service, state, request.user)

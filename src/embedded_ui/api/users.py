@@ -34,6 +34,8 @@ from embedded_ui.users import MAX_BATCH, NewUser, UserService
 
 log = structlog.get_logger(__name__)
 UserRef = Annotated[str, Parameter(description="The user's id, or its username.")]
+# Injected as `user_service`: a dependency named `users` would collide with the batch
+# body field `users`, and Litestar would report that field's errors as a server fault.
 Users = NamedDependency[UserService]
 
 
@@ -54,7 +56,7 @@ def _batch_item(raw: Any) -> NewUser | EmbeddedUIError:
 class UsersController(Controller):
     path = "/users"
     tags = ["Users"]
-    dependencies = {"users": Provide(provide_users, sync_to_thread=False)}
+    dependencies = {"user_service": Provide(provide_users, sync_to_thread=False)}
 
     @post(
         "/",
@@ -62,8 +64,8 @@ class UsersController(Controller):
         description="Create an end user; `username` is unique within the environment.",
         responses=error_responses(400, 409, 413),
     )
-    async def create_user(self, data: JSONBody[CreateUserIn], users: Users) -> UserOut:
-        return UserOut.of(await users.create(NewUser(data.username, data.full_name)))
+    async def create_user(self, data: JSONBody[CreateUserIn], user_service: Users) -> UserOut:
+        return UserOut.of(await user_service.create(NewUser(data.username, data.full_name)))
 
     @post(
         "/batch",
@@ -72,13 +74,15 @@ class UsersController(Controller):
         responses=error_responses(400, 413),
         status_code=200,
     )
-    async def create_users(self, data: JSONBody[BatchUsersIn], users: Users) -> BatchUsersOut:
+    async def create_users(
+        self, data: JSONBody[BatchUsersIn], user_service: Users
+    ) -> BatchUsersOut:
         if len(data.users) > MAX_BATCH:
             raise InvalidRequest(
                 f"users: at most {MAX_BATCH} users per call, got {len(data.users)}.",
                 field="users",
             )
-        results = await users.create_many([_batch_item(raw) for raw in data.users])
+        results = await user_service.create_many([_batch_item(raw) for raw in data.users])
         items = [
             BatchItemOut(result.index, True, user=UserOut.of(result.user))
             if result.user is not None
@@ -100,17 +104,17 @@ class UsersController(Controller):
     )
     async def list_users(
         self,
-        users: Users,
+        user_service: Users,
         page: Annotated[int, Parameter(ge=1, le=1_000_000, description="1-based page.")] = 1,
         limit: Annotated[int, Parameter(ge=1, le=1000, description="Users per page.")] = 100,
     ) -> UserListOut:
-        rows, total = await users.list(page, limit)
+        rows, total = await user_service.page(page, limit)
         meta = PageMeta(page=page, limit=limit, total=total, has_more=page * limit < total)
         return UserListOut([UserOut.of(user) for user in rows], meta)
 
     @get("/{user_id:str}", summary="Get a user", responses=error_responses(404))
-    async def get_user(self, user_id: UserRef, users: Users) -> UserOut:
-        return UserOut.of(await users.get(user_id))
+    async def get_user(self, user_id: UserRef, user_service: Users) -> UserOut:
+        return UserOut.of(await user_service.get(user_id))
 
     @put(
         "/{user_id:str}",
@@ -119,14 +123,14 @@ class UsersController(Controller):
         responses=error_responses(400, 404, 409, 413),
     )
     async def update_user(
-        self, user_id: UserRef, data: JSONBody[UpdateUserIn], users: Users
+        self, user_id: UserRef, data: JSONBody[UpdateUserIn], user_service: Users
     ) -> UserOut:
         changes = {
             field: value
             for field, value in (("username", data.username), ("full_name", data.full_name))
             if value is not msgspec.UNSET
         }
-        return UserOut.of(await users.update(user_id, changes))  # type: ignore[arg-type]
+        return UserOut.of(await user_service.update(user_id, changes))
 
     @delete(
         "/{user_id:str}",
@@ -135,8 +139,8 @@ class UsersController(Controller):
         responses=error_responses(404),
         status_code=200,
     )
-    async def delete_user(self, user_id: UserRef, users: Users) -> DeletedOut:
-        deleted = await users.delete(user_id)
+    async def delete_user(self, user_id: UserRef, user_service: Users) -> DeletedOut:
+        deleted = await user_service.delete(user_id)
         return DeletedOut(message="User deleted.", user_id=deleted)
 
     @get(
@@ -148,15 +152,17 @@ class UsersController(Controller):
     async def user_token(
         self,
         user_id: UserRef,
-        users: Users,
+        user_service: Users,
         state: State,
         request: Request[Principal, Any, Any],
     ) -> TokenOut:
-        return await issue_token(user_id, users, state, request.user)
+        return await issue_token(user_id, user_service, state, request.user)
 
 
-async def issue_token(user_id: str, users: Users, state: State, principal: Principal) -> TokenOut:
-    user = await users.get(user_id)
+async def issue_token(
+    user_id: str, user_service: Users, state: State, principal: Principal
+) -> TokenOut:
+    user = await user_service.get(user_id)
     token, expires_at = state.tokens.issue(
         user_id=user.id,
         workspace_id=principal.scope.workspace_id,

@@ -20,7 +20,7 @@ from jwt.algorithms import OKPAlgorithm
 from embedded_ui.errors import Unauthorized
 from embedded_ui.settings import MAX_USER_TOKEN_TTL, SigningKey
 
-TOKEN_TYPE = "eui-user+jwt"
+TOKEN_TYPE = "eui-user+jwt"  # noqa: S105 (the JWT typ header value)
 AUDIENCE = "embedded-ui:user"
 ALGORITHM = "EdDSA"
 LEEWAY_SECONDS = 30

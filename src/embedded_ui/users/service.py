@@ -72,12 +72,13 @@ class UserService:
 
     async def create(self, item: NewUser) -> User:
         user = self._new(item)
+        username = user.username  # read before a failed flush expires the object
         self._session.add(user)
         try:
             await self._session.flush()
         except IntegrityError:
             await self._session.rollback()
-            raise _duplicate(user.username) from None
+            raise _duplicate(username) from None
         return user
 
     async def create_many(self, items: Sequence[NewUser | EmbeddedUIError]) -> list[BatchResult]:
@@ -135,7 +136,7 @@ class UserService:
             )
         return found
 
-    async def list(self, page: int, limit: int) -> tuple[list[User], int]:
+    async def page(self, page: int, limit: int) -> tuple[list[User], int]:
         total = await self._session.scalar(select(func.count()).select_from(User)) or 0
         rows = await self._session.scalars(
             select(User).order_by(User.created_at, User.id).offset((page - 1) * limit).limit(limit)
@@ -165,11 +166,12 @@ class UserService:
             user.full_name = (
                 None if full_name is None else clean_text("fullName", full_name, MAX_FULL_NAME)
             )
+        username = user.username  # read before a failed flush expires the object
         try:
             await self._session.flush()
         except IntegrityError:
             await self._session.rollback()
-            raise _duplicate(user.username) from None
+            raise _duplicate(username) from None
         return user
 
     async def delete(self, reference: str) -> str:

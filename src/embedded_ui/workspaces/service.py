@@ -44,7 +44,7 @@ class WorkspaceService:
         )
         return workspace
 
-    async def list(self) -> list[Workspace]:
+    async def list_all(self) -> list[Workspace]:
         return list(await self._session.scalars(select(Workspace).order_by(Workspace.created_at)))
 
     async def find(self, name_or_id: str) -> Workspace:
