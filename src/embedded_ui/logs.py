@@ -23,6 +23,8 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
 
 def configure_logging(level: str, fmt: str) -> None:
     logging.basicConfig(level=level, format="%(message)s", force=True)
+    # Alembic narrates every start at INFO even when there is nothing to migrate.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

@@ -1,0 +1,212 @@
+"""What each step of a request costs, measured in-process, one request at a time.
+
+    uv run python bench/phases.py                    # SQLite, ~20 seconds
+    uv run python bench/phases.py --database postgres
+
+No HTTP server and no concurrency: each step of the three benchmarked routes is run
+``--iterations`` times in a loop on one event loop and its mean wall time is printed in
+microseconds, from the whole request through the ASGI app (via Litestar's test client, whose
+own overhead is shown by the baseline app's ``/hello``) down to single database round trips.
+The database is a fresh temporary SQLite file, or a fresh PostgreSQL database that is dropped
+afterwards. Use ``bench/run.py`` for throughput and latency under load; this script explains
+where the per-request time of those numbers goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from itertools import count
+from typing import Any
+
+import uvloop
+from litestar.testing import AsyncTestClient
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from baseline_app import create_app as create_baseline
+from embedded_ui.app import create_app
+from embedded_ui.security import UserTokens, api_keys
+from embedded_ui.settings import Settings
+from embedded_ui.store import Scope, User, bind_scope, create_engine, migrate
+from embedded_ui.users import NewUser, UserService
+from embedded_ui.workspaces import WorkspaceService, authenticate_key
+from run import API, BenchError, _database
+
+Step = Callable[[], Awaitable[Any]]
+
+
+async def _time(step: Step, iterations: int) -> tuple[float, float]:
+    """Mean and median microseconds per call, after a short warm-up."""
+    for _ in range(min(50, iterations)):
+        await step()
+    samples = []
+    for _ in range(iterations):
+        started = time.perf_counter_ns()
+        await step()
+        samples.append((time.perf_counter_ns() - started) / 1000)
+    return statistics.fmean(samples), statistics.median(samples)
+
+
+async def measure(database_url: str, iterations: int) -> list[tuple[str, float, float]]:
+    settings = Settings.from_env(
+        {
+            "EMBEDDED_UI_DATABASE_URL": database_url,
+            "EMBEDDED_UI_RATE_LIMIT_PER_MINUTE": "0",
+            "EMBEDDED_UI_LOG_LEVEL": "WARNING",
+        }
+    )
+    engine = create_engine(settings)
+    await migrate(engine)
+    make_session = async_sessionmaker(engine, expire_on_commit=False)
+    async with make_session() as session:
+        service = WorkspaceService(session)
+        workspace = await service.create("phases")
+        issued = await service.create_key(workspace, "development")
+        await session.commit()
+    key = issued.plaintext
+    environment, key_hash = api_keys.parse(key)
+    scope = Scope(workspace.id, "development")
+    async with make_session() as session:
+        user = await UserService(session, scope, actor="bench").create(NewUser("phases-seed"))
+        await session.commit()
+    user_id = user.id
+    tokens = UserTokens(settings.signing_keys, settings.public_url, settings.user_token_ttl)
+    token, _ = tokens.issue(user_id=user_id, workspace_id=workspace.id, environment=environment)
+    numbers = count()
+    rows: list[tuple[str, float, float]] = []
+
+    async def add(name: str, step: Step) -> None:
+        mean, median = await _time(step, iterations)
+        rows.append((name, mean, median))
+        print(f"  {mean:9.1f} {median:9.1f}  {name}", flush=True)
+
+    print(f"  {'mean µs':>9} {'median':>9}  step ({iterations} iterations each)")
+
+    # Whole requests through the ASGI apps (no network, no server).
+    headers = {"Authorization": f"Bearer {key}"}
+    async with AsyncTestClient(app=create_baseline()) as client:
+
+        async def hello() -> None:
+            (await client.get("/hello")).raise_for_status()
+
+        await add("request: baseline GET /hello (test-client overhead + bare Litestar)", hello)
+
+    async with AsyncTestClient(app=create_app(settings)) as client:
+
+        async def get_user() -> None:
+            (await client.get(f"{API}/users/{user_id}", headers=headers)).raise_for_status()
+
+        async def get_token() -> None:
+            response = await client.get(f"{API}/users/{user_id}/token", headers=headers)
+            response.raise_for_status()
+
+        async def post_user() -> None:
+            response = await client.post(
+                f"{API}/users", json={"username": f"p-{next(numbers)}"}, headers=headers
+            )
+            response.raise_for_status()
+
+        async def jwks() -> None:
+            (await client.get("/.well-known/jwks.json")).raise_for_status()
+
+        async def health() -> None:
+            (await client.get("/health")).raise_for_status()
+
+        await add("request: GET /users/{id}", get_user)
+        await add("request: GET /users/{id}/token", get_token)
+        await add("request: POST /users", post_user)
+        await add("request: GET /.well-known/jwks.json (no database)", jwks)
+        await add("request: GET /health (one Core SELECT 1)", health)
+
+    # The steps those requests are made of.
+    async def parse_key() -> None:
+        api_keys.parse(key)
+
+    async def empty_session() -> None:
+        async with make_session() as session:
+            await session.commit()
+
+    async def raw_round_trip() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def auth_query() -> None:
+        async with make_session() as session:
+            await authenticate_key(session, environment, key_hash)
+            await session.commit()
+
+    async def get_scoped() -> None:
+        async with make_session() as session:
+            await UserService(session, scope, actor="bench").get(user_id)
+            await session.commit()
+
+    async def get_unscoped() -> None:
+        async with make_session() as session:
+            await session.scalar(select(User).where(User.id == user_id))
+            await session.commit()
+
+    async def core_get() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(
+                select(User.__table__).where(
+                    User.id == user_id,
+                    User.workspace_id == scope.workspace_id,
+                    User.environment == scope.environment,
+                )
+            )
+
+    async def auth_and_get_one_session() -> None:
+        async with make_session() as session:
+            principal = await authenticate_key(session, environment, key_hash)
+            await UserService(session, principal.scope, actor="bench").get(user_id)
+            await session.commit()
+
+    async def create_user() -> None:
+        async with make_session() as session:
+            await UserService(session, scope, actor="bench").create(NewUser(f"s-{next(numbers)}"))
+            await session.commit()
+
+    async def issue_token() -> None:
+        tokens.issue(user_id=user_id, workspace_id=workspace.id, environment=environment)
+
+    async def verify_token() -> None:
+        tokens.verify(token)
+
+    await add("api_keys.parse (regex, CRC32, SHA-256)", parse_key)
+    await add("session open + commit + close, no query", empty_session)
+    await add("Core connection + SELECT 1", raw_round_trip)
+    await add("ORM session: authenticate_key + commit", auth_query)
+    await add("ORM session: UserService.get (tenant loader criteria) + commit", get_scoped)
+    await add("ORM session: select(User) by id, no loader criteria + commit", get_unscoped)
+    await add("Core: select user row by id and tenant, no ORM", core_get)
+    await add("ORM session: authenticate_key + UserService.get + commit", auth_and_get_one_session)
+    await add("ORM session: UserService.create + commit (INSERT)", create_user)
+    await add("UserTokens.issue (Ed25519 JWT sign)", issue_token)
+    await add("UserTokens.verify", verify_token)
+    await engine.dispose()
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Per-step costs of the benchmarked routes.")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--iterations", type=int, default=500)
+    options = parser.parse_args(argv)
+    try:
+        with _database(options.database, options.postgres_url) as database:
+            print(f"phases on {options.database}:")
+            # The servers run on uvloop (installed with litestar[standard]); so does this.
+            uvloop.run(measure(database.url, options.iterations))
+    except BenchError as exc:
+        print(f"phases: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
