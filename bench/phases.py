@@ -5,8 +5,8 @@
 
 No HTTP server and no concurrency: each step of the three benchmarked routes is run
 ``--iterations`` times in a loop on one event loop and its mean wall time is printed in
-microseconds, from the whole request through the ASGI app (via Litestar's test client, whose
-own overhead is shown by the baseline app's ``/hello``) down to single database round trips.
+microseconds, from whole requests called straight through the ASGI app (the baseline app's
+``/hello`` shows what bare Litestar costs) down to single database round trips.
 The database is a fresh temporary SQLite file, or a fresh PostgreSQL database that is dropped
 afterwards. Use ``bench/run.py`` for throughput and latency under load; this script explains
 where the per-request time of those numbers goes.
@@ -15,6 +15,8 @@ where the per-request time of those numbers goes.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import statistics
 import sys
 import time
@@ -23,20 +25,79 @@ from itertools import count
 from typing import Any
 
 import uvloop
-from litestar.testing import AsyncTestClient
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from baseline_app import create_app as create_baseline
 from embedded_ui.app import create_app
 from embedded_ui.security import UserTokens, api_keys
 from embedded_ui.settings import Settings
-from embedded_ui.store import Scope, User, bind_scope, create_engine, migrate
+from embedded_ui.store import Scope, User, create_engine, migrate
 from embedded_ui.users import NewUser, UserService
 from embedded_ui.workspaces import WorkspaceService, authenticate_key
 from run import API, BenchError, _database
 
 Step = Callable[[], Awaitable[Any]]
+
+
+def _quiet() -> None:
+    """Litestar's default logging config sets the root logger to INFO when an app starts;
+    keep the migration's chatter out of the output."""
+    for name in ("alembic",):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+async def _call(
+    app: Any,
+    method: str,
+    path: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    body: bytes = b"",
+    expect: int = 200,
+) -> bytes:
+    """One HTTP request straight through an ASGI app; fails unless the status is ``expect``."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    received = False
+    status = 0
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if received:
+            return {"type": "http.disconnect"}
+        received = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    if status != expect:
+        raise BenchError(f"{method} {path} answered {status}: {b''.join(chunks)[:300]!r}")
+    return b"".join(chunks)
 
 
 async def _time(step: Step, iterations: int) -> tuple[float, float]:
@@ -59,6 +120,7 @@ async def measure(database_url: str, iterations: int) -> list[tuple[str, float, 
             "EMBEDDED_UI_LOG_LEVEL": "WARNING",
         }
     )
+    _quiet()
     engine = create_engine(settings)
     await migrate(engine)
     make_session = async_sessionmaker(engine, expire_on_commit=False)
@@ -86,35 +148,37 @@ async def measure(database_url: str, iterations: int) -> list[tuple[str, float, 
 
     print(f"  {'mean µs':>9} {'median':>9}  step ({iterations} iterations each)")
 
-    # Whole requests through the ASGI apps (no network, no server).
-    headers = {"Authorization": f"Bearer {key}"}
-    async with AsyncTestClient(app=create_baseline()) as client:
+    # Whole requests through the ASGI apps, called directly on this loop (no network, no
+    # server, no client library): what the app itself costs per request.
+    auth = [(b"authorization", f"Bearer {key}".encode())]
+    baseline = create_baseline()
+    async with baseline.lifespan():
+        _quiet()
 
         async def hello() -> None:
-            (await client.get("/hello")).raise_for_status()
+            await _call(baseline, "GET", "/hello")
 
-        await add("request: baseline GET /hello (test-client overhead + bare Litestar)", hello)
+        await add("request: baseline GET /hello (bare Litestar)", hello)
 
-    async with AsyncTestClient(app=create_app(settings)) as client:
+    app = create_app(settings)
+    async with app.lifespan():
+        _quiet()
 
         async def get_user() -> None:
-            (await client.get(f"{API}/users/{user_id}", headers=headers)).raise_for_status()
+            await _call(app, "GET", f"{API}/users/{user_id}", auth)
 
         async def get_token() -> None:
-            response = await client.get(f"{API}/users/{user_id}/token", headers=headers)
-            response.raise_for_status()
+            await _call(app, "GET", f"{API}/users/{user_id}/token", auth)
 
         async def post_user() -> None:
-            response = await client.post(
-                f"{API}/users", json={"username": f"p-{next(numbers)}"}, headers=headers
-            )
-            response.raise_for_status()
+            body = json.dumps({"username": f"p-{next(numbers)}"}).encode()
+            await _call(app, "POST", f"{API}/users", auth, body, expect=201)
 
         async def jwks() -> None:
-            (await client.get("/.well-known/jwks.json")).raise_for_status()
+            await _call(app, "GET", "/.well-known/jwks.json")
 
         async def health() -> None:
-            (await client.get("/health")).raise_for_status()
+            await _call(app, "GET", "/health")
 
         await add("request: GET /users/{id}", get_user)
         await add("request: GET /users/{id}/token", get_token)

@@ -242,6 +242,24 @@ def _wait_ready(server: Server, path: str, timeout: float) -> None:
         previous = current
 
 
+def _wait_for_quiet(limit: float, pgids: Sequence[int]) -> float:
+    """Wait (at most ``limit`` seconds) until other processes leave the machine nearly idle.
+
+    Returns the share of the machine they used in the last one-second window, in percent.
+    The servers under test are idle between measurements, so their CPU is not counted.
+    """
+    deadline = time.monotonic() + limit
+    while True:
+        busy_before = _machine_busy_seconds()
+        ours_before = sum(_group_cpu_seconds(p) for p in pgids)
+        time.sleep(1.0)
+        ours = sum(_group_cpu_seconds(p) for p in pgids) - ours_before
+        other = max(0.0, _machine_busy_seconds() - busy_before - ours) / CPUS * 100
+        if other <= NOISY_OTHER_PERCENT or time.monotonic() >= deadline:
+            return other
+        print(f"   (waiting: other processes use {other:.0f}% of the machine)", flush=True)
+
+
 def _run_cli(args: Sequence[str], env: dict[str, str]) -> Any:
     result = subprocess.run(
         [sys.executable, "-m", "embedded_ui", *args],
@@ -505,7 +523,7 @@ def _measure_configuration(
     try:
         baseline = _start_server("baseline", server_kind, BASELINE_TARGET, workers, env, log_dir)
         servers.append(baseline)
-        service = _start_server("service", server_kind, SERVICE_TARGET, workers, env, log_dir)
+        service = _start_server("service", server_kind, options.app, workers, env, log_dir)
         servers.append(service)
         _wait_ready(baseline, "/hello", options.startup_timeout)
         _wait_ready(service, "/health", options.startup_timeout)
@@ -527,6 +545,8 @@ def _measure_configuration(
         baseline_rps = 0.0
         for route, target, path, headers, is_post in plan:
             run_id = secrets.token_hex(3)
+            if options.wait_quiet > 0:
+                _wait_for_quiet(options.wait_quiet, [s.process.pid for s in servers])
             if options.warmup > 0:
                 _wrk(
                     target.url + path,
@@ -633,6 +653,34 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _code_under_test(env: dict[str, str]) -> dict[str, str]:
+    """Which embedded_ui the servers import (PYTHONPATH can point elsewhere) and the commit."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import embedded_ui; print(embedded_ui.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {
+        "embedded_ui": found.stdout.strip() or found.stderr.strip()[-200:],
+        "repo_head": head.stdout.strip() or "unknown",
+        "repo_src_modified": "yes" if dirty.stdout.strip() else "no",
+    }
+
+
 def _cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -678,6 +726,19 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="Concurrent connections.")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads.")
     parser.add_argument("--startup-timeout", type=float, default=90.0, help="Seconds per server.")
+    parser.add_argument(
+        "--app",
+        default=SERVICE_TARGET,
+        metavar="MODULE:FACTORY",
+        help="The service's app factory; another one lets a candidate fix be measured.",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="Before each route, wait up to SECONDS for other processes to go (nearly) idle.",
+    )
     parser.add_argument(
         "--env",
         action="append",
@@ -727,6 +788,12 @@ def run(options: argparse.Namespace) -> int:
         _database(options.database, options.postgres_url) as database,
     ):
         env = _service_env(database.url, options.env)
+        code = _code_under_test(env)
+        print(
+            f"bench: code {code['embedded_ui']} (repo HEAD {code['repo_head']}, "
+            f"src modified: {code['repo_src_modified']})",
+            flush=True,
+        )
         _run_cli(["workspace", "create", "bench", "--json"], env)
         key = _run_cli(
             ["keys", "create", "--workspace", "bench", "--environment", "development", "--json"],
@@ -765,6 +832,7 @@ def run(options: argparse.Namespace) -> int:
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
         },
+        "code": code,
         "versions": _versions(),
         "options": {
             "server": options.server,
@@ -775,6 +843,8 @@ def run(options: argparse.Namespace) -> int:
             "connections": options.connections,
             "threads": options.threads,
             "env": options.env,
+            "app": options.app,
+            "wait_quiet_s": options.wait_quiet,
         },
         "targets": {"min_ratio": TARGET_RATIO, "max_p99_ms": TARGET_P99_MS, "met": all_met},
         "results": [asdict(r) for r in rows],

@@ -15,7 +15,9 @@ from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
 from embedded_ui import __version__
-from embedded_ui.api import dated_routers, health, jwks
+from embedded_ui.api import app_icon, dated_routers, health, jwks
+from embedded_ui.catalog import load_catalog
+from embedded_ui.credentials import Vault
 from embedded_ui.errors import exception_handlers
 from embedded_ui.headers import security_headers
 from embedded_ui.logs import configure_logging
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *dated_routers(),
             health,
             jwks,
+            app_icon,
             create_static_files_router(
                 "/static", directories=[STATIC_DIR], include_in_schema=False
             ),
@@ -65,6 +68,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     settings.signing_keys, settings.public_url, settings.user_token_ttl
                 ),
                 "limiter": limiter,
+                "apps": load_catalog(),
+                "vault": Vault(settings.vault_keys),
             }
         ),
         exception_handlers=exception_handlers,

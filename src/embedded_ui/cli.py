@@ -10,14 +10,18 @@ import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from embedded_ui.catalog import CatalogError, load_catalog
+from embedded_ui.credentials import Vault, rotate_vault
 from embedded_ui.errors import EmbeddedUIError
-from embedded_ui.settings import Settings, SettingsError, new_signing_key_value
-from embedded_ui.store import ENVIRONMENTS, create_engine, current_revision, migrate
+from embedded_ui.integrations import Change, DefinitionError, IntegrationService, load_paths
+from embedded_ui.settings import Settings, SettingsError, new_key_value
+from embedded_ui.store import ENVIRONMENTS, Scope, create_engine, current_revision, migrate
 from embedded_ui.workspaces import WorkspaceService, describe_key
 
 T = TypeVar("T")
@@ -231,6 +235,101 @@ def keys_revoke(key_id: str, as_json: bool) -> None:
     _emit(as_json, result, f"Revoked {result['id']} ({result['display']}).")
 
 
+def _tenant_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--environment", "-e", type=click.Choice(ENVIRONMENTS), required=True, help="Environment."
+    )(command)
+    return click.option(
+        "--workspace", "-w", "workspace_ref", required=True, help="Workspace name or id."
+    )(command)
+
+
+async def _scope(session: AsyncSession, workspace_ref: str, environment: str) -> Scope:
+    workspace = await WorkspaceService(session).find(workspace_ref)
+    return Scope(workspace.id, environment)
+
+
+def _print_changes(as_json: bool, changes: list[Change], dry_run: bool) -> None:
+    payload = {
+        "dryRun": dry_run,
+        "changed": any(c.action != "unchanged" for c in changes),
+        "changes": [
+            {"action": c.action, "kind": c.kind, "key": c.key, "detail": c.detail} for c in changes
+        ],
+    }
+    lines = [c.render() for c in changes] or ["Nothing to apply."]
+    if dry_run:
+        lines.append("(dry run: nothing was written)")
+    _emit(as_json, payload, "\n".join(lines))
+
+
+@main.command("apply")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_tenant_options
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--release", "release_now", is_flag=True, help="Release the drafts at once.")
+@json_option
+def apply_command(
+    paths: tuple[Path, ...],
+    workspace_ref: str,
+    environment: str,
+    dry_run: bool,
+    release_now: bool,
+    as_json: bool,
+) -> None:
+    """Apply integration files (or directories of them) to a workspace environment."""
+    try:
+        definitions = load_paths(paths, load_catalog())
+    except (CatalogError, DefinitionError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def work(session: AsyncSession) -> list[Change]:
+        scope = await _scope(session, workspace_ref, environment)
+        service = IntegrationService(session, scope)
+        result = await service.apply(definitions, dry_run=dry_run, release=release_now)
+        return result.changes
+
+    _print_changes(as_json, _run(work), dry_run)
+
+
+@main.command("release")
+@_tenant_options
+@click.option("--workflow", "workflow_keys", multiple=True, help="Workflow key (default: all).")
+@json_option
+def release_command(
+    workspace_ref: str, environment: str, workflow_keys: tuple[str, ...], as_json: bool
+) -> None:
+    """Release drafts as their next version numbers."""
+
+    async def work(session: AsyncSession) -> list[Change]:
+        scope = await _scope(session, workspace_ref, environment)
+        return await IntegrationService(session, scope).release(list(workflow_keys) or None)
+
+    _print_changes(as_json, _run(work), False)
+
+
+@main.group()
+def vault() -> None:
+    """The credential vault."""
+
+
+@vault.command("rotate")
+@json_option
+def vault_rotate(as_json: bool) -> None:
+    """Re-encrypt every credential under the first key of EMBEDDED_UI_VAULT_KEYS."""
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> int:
+        return await rotate_vault(session, Vault(settings.vault_keys))
+
+    count = _run(work)
+    _emit(
+        as_json,
+        {"rotated": count, "keyId": settings.vault_keys[0].kid},
+        f"Re-encrypted {count} credentials under key {settings.vault_keys[0].kid}.",
+    )
+
+
 @main.group()
 def keygen() -> None:
     """Generate secrets for the settings."""
@@ -242,4 +341,13 @@ def keygen_signing(kid: str | None) -> None:
     """Print a new EMBEDDED_UI_SIGNING_KEYS entry (put it first to rotate)."""
     from datetime import UTC, datetime
 
-    click.echo(new_signing_key_value(kid or datetime.now(UTC).strftime("k%Y%m%d%H%M%S")))
+    click.echo(new_key_value(kid or datetime.now(UTC).strftime("k%Y%m%d%H%M%S")))
+
+
+@keygen.command("vault")
+@click.option("--kid", default=None, help="Key id; defaults to a date stamp.")
+def keygen_vault(kid: str | None) -> None:
+    """Print a new EMBEDDED_UI_VAULT_KEYS entry (put it first, then `vault rotate`)."""
+    from datetime import UTC, datetime
+
+    click.echo(new_key_value(kid or datetime.now(UTC).strftime("v%Y%m%d%H%M%S")))

@@ -14,3 +14,4 @@ def _asset_dir(name: str) -> Path:
 
 STATIC_DIR = _asset_dir("static")
 TEMPLATES_DIR = _asset_dir("templates")
+EXAMPLES_DIR = _asset_dir("examples")

@@ -31,6 +31,8 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///embedded-ui.sqlite3"
 # outside development mode.
 _DEV_SIGNING_SEED = hashlib.sha256(b"embedded-ui insecure development signing key").digest()
 DEV_SIGNING_KEY_ID = "dev-insecure"
+_DEV_VAULT_KEY = hashlib.sha256(b"embedded-ui insecure development vault key").digest()
+DEV_VAULT_KEY_ID = "dev-insecure"
 
 
 class SettingsError(ValueError):
@@ -43,6 +45,15 @@ class SigningKey:
 
     kid: str
     private_key: Ed25519PrivateKey = field(repr=False, compare=False)
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VaultKey:
+    """One AES-256-GCM key for credentials. The first configured key encrypts; all decrypt."""
+
+    kid: str
+    secret: bytes = field(repr=False)
     insecure: bool = False
 
 
@@ -68,6 +79,8 @@ class Settings:
     """Optional Redis URL; when set, rate-limit counters are shared through it."""
     signing_keys: tuple[SigningKey, ...] = ()
     """User-token signing keys, newest first; see `EMBEDDED_UI_SIGNING_KEYS`."""
+    vault_keys: tuple[VaultKey, ...] = ()
+    """Credential encryption keys, newest first; see `EMBEDDED_UI_VAULT_KEYS`."""
     user_token_ttl: int = 3600
     """Lifetime of a user token in seconds (60 to 3600)."""
     rate_limit_per_minute: int = 600
@@ -108,6 +121,7 @@ class Settings:
             migrate_on_start=env.boolean("MIGRATE_ON_START", True),
             redis_url=env.optional_url("REDIS_URL", ("redis", "rediss", "unix")),
             signing_keys=env.signing_keys("SIGNING_KEYS", allow_default=mode == "development"),
+            vault_keys=env.vault_keys("VAULT_KEYS", allow_default=mode == "development"),
             user_token_ttl=env.integer("USER_TOKEN_TTL", 3600, 60, MAX_USER_TOKEN_TTL),
             rate_limit_per_minute=env.integer("RATE_LIMIT_PER_MINUTE", 600, 0, 1_000_000),
             max_request_bytes=env.integer("MAX_REQUEST_BYTES", 1_048_576, 1024, 100 * 1_048_576),
@@ -201,37 +215,57 @@ class _Env:
             )
         return raw
 
-    def signing_keys(self, name: str, allow_default: bool) -> tuple[SigningKey, ...]:
-        raw = self._raw(name)
-        if raw is None:
-            if not allow_default:
-                raise self._fail(
-                    name,
-                    "required outside development mode; generate one with "
-                    "`embedded-ui keygen signing`",
-                )
-            dev = Ed25519PrivateKey.from_private_bytes(_DEV_SIGNING_SEED)
-            return (SigningKey(DEV_SIGNING_KEY_ID, dev, insecure=True),)
-        keys: list[SigningKey] = []
+    def _keyed_secrets(
+        self, name: str, dev_secret: bytes, allow_default: bool
+    ) -> list[tuple[str, bytes]]:
+        """``KID:BASE64URL`` entries of 32 bytes, comma-separated, newest first."""
+        raw = self._raw(name) or ""
+        entries: list[tuple[str, bytes]] = []
         for item in raw.split(","):
             kid, sep, encoded = item.strip().partition(":")
             if not sep or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", kid):
                 raise self._fail(name, "expected comma-separated KID:BASE64URL_SEED entries")
             try:
-                seed = base64.b64decode(
+                secret = base64.b64decode(
                     encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True
                 )
             except (binascii.Error, ValueError):
                 raise self._fail(name, f"key {kid!r} is not valid base64url") from None
-            if len(seed) != 32:
-                raise self._fail(name, f"key {kid!r} must decode to 32 bytes, got {len(seed)}")
-            if seed == _DEV_SIGNING_SEED and not allow_default:
+            if len(secret) != 32:
+                raise self._fail(name, f"key {kid!r} must decode to 32 bytes, got {len(secret)}")
+            if secret == dev_secret and not allow_default:
                 raise self._fail(name, f"key {kid!r} is the public development key")
-            if any(k.kid == kid for k in keys):
+            if any(existing == kid for existing, _ in entries):
                 raise self._fail(name, f"key id {kid!r} appears twice")
-            private = Ed25519PrivateKey.from_private_bytes(seed)
-            keys.append(SigningKey(kid, private, insecure=seed == _DEV_SIGNING_SEED))
-        return tuple(keys)
+            entries.append((kid, secret))
+        return entries
+
+    def _require_or_default(self, name: str, allow_default: bool, command: str) -> bool:
+        """True when the variable is unset and the development default may stand in."""
+        if self._raw(name) is not None:
+            return False
+        if not allow_default:
+            raise self._fail(
+                name, f"required outside development mode; generate one with `{command}`"
+            )
+        return True
+
+    def signing_keys(self, name: str, allow_default: bool) -> tuple[SigningKey, ...]:
+        if self._require_or_default(name, allow_default, "embedded-ui keygen signing"):
+            dev = Ed25519PrivateKey.from_private_bytes(_DEV_SIGNING_SEED)
+            return (SigningKey(DEV_SIGNING_KEY_ID, dev, insecure=True),)
+        return tuple(
+            SigningKey(kid, Ed25519PrivateKey.from_private_bytes(seed), seed == _DEV_SIGNING_SEED)
+            for kid, seed in self._keyed_secrets(name, _DEV_SIGNING_SEED, allow_default)
+        )
+
+    def vault_keys(self, name: str, allow_default: bool) -> tuple[VaultKey, ...]:
+        if self._require_or_default(name, allow_default, "embedded-ui keygen vault"):
+            return (VaultKey(DEV_VAULT_KEY_ID, _DEV_VAULT_KEY, insecure=True),)
+        return tuple(
+            VaultKey(kid, secret, secret == _DEV_VAULT_KEY)
+            for kid, secret in self._keyed_secrets(name, _DEV_VAULT_KEY, allow_default)
+        )
 
     def refuse_unknown(self) -> None:
         """A misspelt variable would silently fall back to a default, so it is an error."""
@@ -248,7 +282,7 @@ class _Env:
 _RESERVED = (PREFIX + "TEST_", PREFIX + "BENCH_")
 
 
-def new_signing_key_value(kid: str) -> str:
-    """A fresh ``KID:SEED`` entry for ``EMBEDDED_UI_SIGNING_KEYS``."""
+def new_key_value(kid: str) -> str:
+    """A fresh ``KID:SECRET`` entry for ``EMBEDDED_UI_SIGNING_KEYS`` or ``..._VAULT_KEYS``."""
     seed = os.urandom(32)
     return f"{kid}:{base64.urlsafe_b64encode(seed).rstrip(b'=').decode()}"

@@ -77,7 +77,9 @@ def _change_one_body_character(key: str, position: int) -> str:
 # --- presenting a key ------------------------------------------------------------------------
 
 
-async def test_no_authorization_header_is_401(client: AsyncTestClient[Litestar], tenant: Any) -> None:
+async def test_no_authorization_header_is_401(
+    client: AsyncTestClient[Litestar], tenant: Any
+) -> None:
     response = await client.get(USERS)
     unauthorized(response, "Authorization")
     assert response.headers["WWW-Authenticate"] == "Bearer"

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 from litestar.testing import AsyncTestClient
 
 from embedded_ui.app import create_app
 from embedded_ui.settings import Settings
+from embedded_ui.store.db import MIGRATIONS
 
 CLI_TIMEOUT = 90  # seconds; one invocation normally takes a few
 SIGNING_KEY_ENTRY = re.compile(r"([A-Za-z0-9._-]{1,64}):([A-Za-z0-9_-]{43})")
@@ -45,21 +47,28 @@ class Result:
         )
 
 
-def clean_env(**settings: str) -> dict[str, str]:
-    """The parent's environment without any EMBEDDED_UI_* variable, plus ``settings``."""
+@pytest.fixture(scope="session")
+def base_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The parent's environment without any EMBEDDED_UI_* variable.
+
+    Children cache bytecode in a private directory: with ``PYTHONDONTWRITEBYTECODE`` set,
+    every invocation would recompile Litestar and SQLAlchemy (seconds each).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_UI_")}
-    env.update({f"EMBEDDED_UI_{name.upper()}": value for name, value in settings.items()})
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
-def run_cli(*args: str, cwd: Path, **settings: str) -> Result:
+def run_cli(*args: str, env: dict[str, str], cwd: Path, **settings: str) -> Result:
     completed = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
         [sys.executable, "-m", "embedded_ui", *args],
         cwd=cwd,
-        env=clean_env(**settings),
+        env={**env, **{f"EMBEDDED_UI_{k.upper()}": v for k, v in settings.items()}},
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=CLI_TIMEOUT,
         check=False,
     )
@@ -71,11 +80,13 @@ class Cli:
     """``cli("workspace", "list", "--json")`` against this test's database."""
 
     database_url: str
+    env: dict[str, str]
     cwd: Path
 
     def __call__(self, *args: str, **settings: str) -> Result:
         return run_cli(
             *args,
+            env=self.env,
             cwd=self.cwd,
             database_url=self.database_url,
             log_level="WARNING",
@@ -84,8 +95,8 @@ class Cli:
 
 
 @pytest.fixture
-def cli(database_url: str, tmp_path: Path) -> Cli:
-    return Cli(database_url, tmp_path)
+def cli(database_url: str, base_env: dict[str, str], tmp_path: Path) -> Cli:
+    return Cli(database_url, base_env, tmp_path)
 
 
 def assert_fails_cleanly(result: Result, *needles: str, code: int = 1) -> None:
@@ -99,8 +110,11 @@ def assert_fails_cleanly(result: Result, *needles: str, code: int = 1) -> None:
 # --- database -----------------------------------------------------------------------------
 
 
-def test_db_upgrade_reports_the_head_revision(cli: Cli) -> None:
-    assert cli("db", "upgrade", "--json").json() == {"revision": "0001"}
+def test_db_upgrade_reports_the_revision_reached(cli: Cli) -> None:
+    assert cli("db", "upgrade", "--revision", "0001", "--json").json() == {"revision": "0001"}
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert cli("db", "upgrade", "--json").json() == {"revision": head}
+    assert cli("db", "upgrade").stdout.strip() == f"Database at revision {head}."
 
 
 # --- workspaces ---------------------------------------------------------------------------
@@ -179,7 +193,9 @@ def test_keys_create_for_an_unknown_workspace_fails(cli: Cli) -> None:
     assert_fails_cleanly(result, "No workspace", "'nobody'")
 
 
-def test_keys_create_refuses_an_unknown_environment(tmp_path: Path) -> None:
+def test_keys_create_refuses_an_unknown_environment(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
     # Click rejects the option before any database work, so one backend is enough.
     result = run_cli(
         "keys",
@@ -189,6 +205,7 @@ def test_keys_create_refuses_an_unknown_environment(tmp_path: Path) -> None:
         "--environment",
         "staging",
         "--json",
+        env=base_env,
         cwd=tmp_path,
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.sqlite3'}",
     )
@@ -224,8 +241,10 @@ async def test_a_key_from_the_cli_authenticates_over_http(cli: Cli, settings: Se
 # --- secrets and settings -----------------------------------------------------------------
 
 
-def test_keygen_signing_prints_an_entry_settings_accept(tmp_path: Path) -> None:
-    result = run_cli("keygen", "signing", cwd=tmp_path)
+def test_keygen_signing_prints_an_entry_settings_accept(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = run_cli("keygen", "signing", env=base_env, cwd=tmp_path)
     assert result.returncode == 0, result.explain()
     value = result.stdout.strip()
     match = SIGNING_KEY_ENTRY.fullmatch(value)
@@ -237,7 +256,9 @@ def test_keygen_signing_prints_an_entry_settings_accept(tmp_path: Path) -> None:
     assert [key.kid for key in settings.signing_keys] == [match.group(1)]
     assert not settings.signing_keys[0].insecure
 
-    rotated = run_cli("keygen", "signing", "--kid", "k-next", cwd=tmp_path).stdout.strip()
+    rotated = run_cli(
+        "keygen", "signing", "--kid", "k-next", env=base_env, cwd=tmp_path
+    ).stdout.strip()
     assert rotated.startswith("k-next:")
     assert rotated != value
     both = Settings.from_env(
@@ -268,11 +289,19 @@ def test_keygen_signing_prints_an_entry_settings_accept(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_settings_fail_at_start_naming_the_variable(
-    tmp_path: Path, command: tuple[str, ...], settings: dict[str, str], variable: str
+    base_env: dict[str, str],
+    tmp_path: Path,
+    command: tuple[str, ...],
+    settings: dict[str, str],
+    variable: str,
 ) -> None:
     database = tmp_path / "never-created.sqlite3"
     result = run_cli(
-        *command, cwd=tmp_path, database_url=f"sqlite+aiosqlite:///{database}", **settings
+        *command,
+        env=base_env,
+        cwd=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{database}",
+        **settings,
     )
     assert_fails_cleanly(result, variable)
     assert result.stdout == ""

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from embedded_ui.settings import DEV_SIGNING_KEY_ID, Settings, SettingsError, new_signing_key_value
+from embedded_ui.settings import DEV_SIGNING_KEY_ID, Settings, SettingsError, new_key_value
 
 
 def test_defaults_are_a_working_development_setup():
@@ -49,7 +49,7 @@ def test_invalid_values_fail_naming_the_variable(name, value, problem):
 
 
 def test_duplicate_signing_key_ids_are_refused():
-    entry = new_signing_key_value("same")
+    entry = new_key_value("same")
     with pytest.raises(SettingsError, match="appears twice"):
         Settings.from_env({"EMBEDDED_UI_SIGNING_KEYS": f"{entry},{entry}"})
 
@@ -76,12 +76,40 @@ def test_production_refuses_the_public_development_key():
 
 
 def test_production_starts_with_real_keys_in_rotation_order():
-    new, old = new_signing_key_value("new"), new_signing_key_value("old")
+    new, old = new_key_value("new"), new_key_value("old")
     settings = Settings.from_env(
-        {"EMBEDDED_UI_MODE": "production", "EMBEDDED_UI_SIGNING_KEYS": f"{new}, {old}"}
+        {
+            "EMBEDDED_UI_MODE": "production",
+            "EMBEDDED_UI_SIGNING_KEYS": f"{new}, {old}",
+            "EMBEDDED_UI_VAULT_KEYS": new_key_value("v2"),
+        }
     )
     assert [key.kid for key in settings.signing_keys] == ["new", "old"]
     assert not any(key.insecure for key in settings.signing_keys)
+    assert [key.kid for key in settings.vault_keys] == ["v2"]
+    assert not settings.vault_keys[0].insecure
+
+
+def test_production_refuses_missing_vault_keys():
+    with pytest.raises(SettingsError, match="EMBEDDED_UI_VAULT_KEYS: required outside"):
+        Settings.from_env(
+            {"EMBEDDED_UI_MODE": "production", "EMBEDDED_UI_SIGNING_KEYS": new_key_value("s")}
+        )
+
+
+def test_production_refuses_the_public_development_vault_key():
+    from base64 import urlsafe_b64encode
+
+    development = Settings.from_env({})
+    value = "v1:" + urlsafe_b64encode(development.vault_keys[0].secret).decode().rstrip("=")
+    with pytest.raises(SettingsError, match="EMBEDDED_UI_VAULT_KEYS: key 'v1' is the public"):
+        Settings.from_env(
+            {
+                "EMBEDDED_UI_MODE": "production",
+                "EMBEDDED_UI_SIGNING_KEYS": new_key_value("s"),
+                "EMBEDDED_UI_VAULT_KEYS": value,
+            }
+        )
 
 
 def test_postgres_urls_in_their_usual_spelling_are_accepted():

@@ -11,6 +11,15 @@ from litestar.di import Provide
 from litestar.types import ControllerRouterHandler
 
 from embedded_ui.api.auth import AuthMiddleware, Principal, provide_principal
+from embedded_ui.api.catalog import CatalogController, app_icon
+from embedded_ui.api.credentials import CredentialsController
+from embedded_ui.api.headless import HeadlessController
+from embedded_ui.api.integrations import (
+    IntegrationsController,
+    UserWorkflowsController,
+    WorkflowsController,
+)
+from embedded_ui.api.manage import ManageController
 from embedded_ui.api.meta import health, jwks
 from embedded_ui.api.session import LegacyUserTokenController, SessionController
 from embedded_ui.api.users import UsersController
@@ -22,6 +31,13 @@ _HANDLERS: list[ControllerRouterHandler] = [
     UsersController,
     LegacyUserTokenController,
     SessionController,
+    IntegrationsController,
+    WorkflowsController,
+    UserWorkflowsController,
+    HeadlessController,
+    CredentialsController,
+    CatalogController,
+    ManageController,
 ]
 
 
@@ -39,4 +55,12 @@ def dated_routers() -> list[Router]:
     ]
 
 
-__all__ = ["API_VERSIONS", "CURRENT_VERSION", "Principal", "dated_routers", "health", "jwks"]
+__all__ = [
+    "API_VERSIONS",
+    "CURRENT_VERSION",
+    "Principal",
+    "app_icon",
+    "dated_routers",
+    "health",
+    "jwks",
+]

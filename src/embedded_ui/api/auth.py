@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from embedded_ui.errors import RateLimited, Unauthorized
 from embedded_ui.security import RateLimiter, UserTokens, api_keys
 from embedded_ui.store import Scope as TenantScope
+from embedded_ui.store import bind_scope
 from embedded_ui.users import UserService
 from embedded_ui.workspaces import authenticate_key
 
@@ -41,7 +42,10 @@ class AuthMiddleware(ASGIMiddleware):
         mode: AuthMode = scope["route_handler"].opt.get("auth", "api_key")
         state = app.state
         session: AsyncSession = state.db_config.provide_session(state, scope)
-        scope["user"] = await _authenticate(request, mode, session, state.tokens, state.limiter)
+        principal = await _authenticate(request, mode, session, state.tokens, state.limiter)
+        # From here on, every ORM query of this request sees only this tenant's rows.
+        bind_scope(session, principal.scope)
+        scope["user"] = principal
         await next_app(scope, receive, send)
 
 

@@ -108,3 +108,114 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
         status: ResponseSpec(data_container=ErrorBody, description=_ERROR_TEXT[status])
         for status in (*statuses, 401, 429)
     }
+
+
+class ListOut(msgspec.Struct):
+    """A plain ``{data: [...]}`` list, as Alloy answers."""
+
+    data: list[Any]
+
+
+class UserWorkflowIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    workflow_id: str
+    user_id: str | None = None
+
+
+class ActiveOut(msgspec.Struct, rename="camel"):
+    message: str
+    workflow_id: str
+    active: bool
+
+
+class UpgradeOut(msgspec.Struct, rename="camel"):
+    message: str
+    workflow_id: str
+    previous_version: int
+    installed_version: int
+
+
+class CountOut(msgspec.Struct):
+    message: str
+    count: int
+
+
+class MessageOut(msgspec.Struct):
+    message: str
+
+
+class VersionOut(msgspec.Struct, rename="camel"):
+    version_id: str
+    version: int | None
+    status: str
+    name: str
+    created_at: str
+    released_at: str | None
+    configurable_fields: list[dict[str, Any]]
+
+
+class WorkflowUserOut(msgspec.Struct, rename="camel"):
+    user_id: str
+    username: str
+    installed_version: int
+    active: bool
+    installed_at: str
+
+
+class WorkflowUsersOut(msgspec.Struct):
+    data: list[WorkflowUserOut]
+    meta: PageMeta
+
+
+class StartInstallationIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    user_id: str
+    integration_id: str
+    credential_ids: list[str] = msgspec.field(default_factory=list)
+    workflow_ids: list[str] | None = None
+
+
+class StartInstallationOut(msgspec.Struct, rename="camel"):
+    installation_id: str
+    data: list[dict[str, Any]]
+
+
+class FieldValueIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    value: Any = None
+
+
+class BlockValuesIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    workflow_id: str
+    block_id: str
+    fields: list[FieldValueIn]
+
+
+class CompleteInstallationIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    installation_id: str
+    data: list[BlockValuesIn] = msgspec.field(default_factory=list)
+
+
+class CompleteInstallationOut(msgspec.Struct, rename="camel"):
+    message: str
+    user_id: str
+    workflow_ids: list[str]
+
+
+class CredentialIn(msgspec.Struct, forbid_unknown_fields=True):
+    app: str
+    type: str
+    data: dict[str, Any]
+    name: str | None = None
+
+
+class CredentialOut(msgspec.Struct, rename="camel"):
+    credential_id: str
+    app: str
+    type: str
+    name: str
+    status: str
+    details: dict[str, Any]
+    created_at: str
+
+
+class CredentialListOut(msgspec.Struct):
+    data: list[CredentialOut]

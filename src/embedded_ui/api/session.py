@@ -6,11 +6,11 @@ from typing import Any
 
 from litestar import Controller, Request, get
 from litestar.datastructures import State
-from litestar.di import Provide
 
 from embedded_ui.api.auth import Principal
+from embedded_ui.api.deps import SERVICES, Users
 from embedded_ui.api.schemas import SessionOut, TokenOut, error_responses
-from embedded_ui.api.users import UserRef, Users, issue_token, provide_users
+from embedded_ui.api.users import UserRef, issue_token
 
 
 class SessionController(Controller):
@@ -39,7 +39,7 @@ class LegacyUserTokenController(Controller):
 
     path = "/user"
     tags = ["Users"]
-    dependencies = {"user_service": Provide(provide_users, sync_to_thread=False)}
+    dependencies = SERVICES
 
     @get(
         "/{user_id:str}/token",

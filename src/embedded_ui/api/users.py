@@ -9,11 +9,10 @@ import msgspec
 import structlog
 from litestar import Controller, Request, delete, get, post, put
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, Parameter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui.api.auth import Principal
+from embedded_ui.api.deps import SERVICES, Users
 from embedded_ui.api.schemas import (
     BatchItemOut,
     BatchUsersIn,
@@ -30,19 +29,10 @@ from embedded_ui.api.schemas import (
     iso_ms,
 )
 from embedded_ui.errors import EmbeddedUIError, InvalidRequest
-from embedded_ui.users import MAX_BATCH, NewUser, UserService
+from embedded_ui.users import MAX_BATCH, NewUser
 
 log = structlog.get_logger(__name__)
 UserRef = Annotated[str, Parameter(description="The user's id, or its username.")]
-# Injected as `user_service`: a dependency named `users` would collide with the batch
-# body field `users`, and Litestar would report that field's errors as a server fault.
-Users = NamedDependency[UserService]
-
-
-def provide_users(
-    db_session: NamedDependency[AsyncSession], request: Request[Principal, Any, Any]
-) -> UserService:
-    return UserService(db_session, request.user.scope, actor=request.user.actor)
 
 
 def _batch_item(raw: Any) -> NewUser | EmbeddedUIError:
@@ -56,7 +46,7 @@ def _batch_item(raw: Any) -> NewUser | EmbeddedUIError:
 class UsersController(Controller):
     path = "/users"
     tags = ["Users"]
-    dependencies = {"user_service": Provide(provide_users, sync_to_thread=False)}
+    dependencies = SERVICES
 
     @post(
         "/",

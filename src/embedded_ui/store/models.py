@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import JSON, ForeignKey, Index, MetaData, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, MetaData, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 ENVIRONMENTS = ("development", "production")
@@ -96,3 +96,131 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(100))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+
+class Integration(TenantScoped, Base):
+    """What the ISV offers for one app: a group of parent workflows, defined as code."""
+
+    __tablename__ = "integration"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    key: Mapped[str] = mapped_column(String(100))
+    app: Mapped[str] = mapped_column(String(60))
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("workspace_id", "environment", "key"),)
+
+
+class CustomEvent(TenantScoped, Base):
+    """A named event the ISV's backend runs (`POST /run/event`), with its payload schema."""
+
+    __tablename__ = "custom_event"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    schema: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("workspace_id", "environment", "name"),)
+
+
+class ParentWorkflow(TenantScoped, Base):
+    """The ISV's workflow template; its content lives in versions."""
+
+    __tablename__ = "parent_workflow"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    integration_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("integration.id", ondelete="CASCADE")
+    )
+    key: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(default=True)
+    position: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "environment", "key"),
+        Index(None, "integration_id"),
+    )
+
+
+class WorkflowVersion(TenantScoped, Base):
+    """One version of a parent workflow. A draft (number NULL) may change; a released version
+    has a number and never changes again."""
+
+    __tablename__ = "workflow_version"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    workflow_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("parent_workflow.id", ondelete="CASCADE")
+    )
+    number: Mapped[int | None]
+    name: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fields: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "number"),
+        Index(None, "workspace_id", "environment", "workflow_id"),
+    )
+
+
+class Credential(TenantScoped, Base):
+    """A user's secret for one app. ``ciphertext`` is AES-GCM under ``key_id``, bound to this
+    row by associated data; ``details`` holds only non-secret values (a shop name, scopes)."""
+
+    __tablename__ = "credential"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(24), ForeignKey("end_user.id", ondelete="CASCADE"))
+    app: Mapped[str] = mapped_column(String(60))
+    auth_type: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    key_id: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (Index(None, "workspace_id", "environment", "user_id"),)
+
+
+class Installation(TenantScoped, Base):
+    """A user's child workflow: one parent workflow pinned to one released version."""
+
+    __tablename__ = "installation"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(24), ForeignKey("end_user.id", ondelete="CASCADE"))
+    workflow_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("parent_workflow.id", ondelete="CASCADE")
+    )
+    version_id: Mapped[str] = mapped_column(String(24), ForeignKey("workflow_version.id"))
+    version_number: Mapped[int]
+    active: Mapped[bool] = mapped_column(default=True)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    credential_ids: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "workflow_id"),
+        Index(None, "workspace_id", "environment", "user_id"),
+        Index(None, "workflow_id"),
+    )
+
+
+class PendingInstallation(TenantScoped, Base):
+    """A headless installation between its start and its completion (expires after a day)."""
+
+    __tablename__ = "pending_installation"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(24), ForeignKey("end_user.id", ondelete="CASCADE"))
+    integration_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("integration.id", ondelete="CASCADE")
+    )
+    workflow_ids: Mapped[list[str]] = mapped_column(JSON)
+    credential_ids: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))

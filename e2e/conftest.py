@@ -1,0 +1,133 @@
+"""End-to-end fixtures: a real `embedded-ui serve` process and Debian's Chromium, headless.
+
+Playwright cannot download its own browsers here, so every browser launch uses
+``/usr/bin/chromium``. The server runs once per test process (xdist worker) on a free loopback
+port with its own SQLite file, and its whole process group is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, suppress
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+READY_TIMEOUT = 30.0  # seconds for the server to answer /health
+STOP_TIMEOUT = 20.0  # seconds for the process group to exit after SIGTERM
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(pytestconfig: pytest.Config) -> Path:
+    """``artifacts/e2e`` at the top of the checkout (git-ignored): screenshots land here."""
+    path = pytestconfig.rootpath / "artifacts" / "e2e"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it if it lingers; bounded throughout."""
+    pgid = process.pid  # start_new_session: the leader's pid is the group id
+    _signal_group(pgid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        _signal_group(pgid, signal.SIGKILL)
+        process.wait(timeout=STOP_TIMEOUT)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"embedded-ui serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"/health did not answer within {READY_TIMEOUT}s:\n{log.read_text()}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a real `embedded-ui serve` on 127.0.0.1, private to this process."""
+    workdir = tmp_path_factory.mktemp("live-server")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_UI_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # let Granian's worker reuse compiled bytecode
+    env |= {
+        "PYTHONPYCACHEPREFIX": str(workdir / "pycache"),
+        "PYTHONUNBUFFERED": "1",
+        "EMBEDDED_UI_HOST": "127.0.0.1",
+        "EMBEDDED_UI_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'embedded-ui.sqlite3'}",
+        "EMBEDDED_UI_LOG_LEVEL": "WARNING",
+    }
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log = workdir / "server.log"
+    with ExitStack() as stack:
+        output = stack.enter_context(log.open("wb"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "embedded_ui", "serve", "--port", str(port)],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        stack.callback(_stop, process)
+        _wait_until_healthy(process, base_url, log)
+        yield base_url
+
+
+@pytest.fixture(scope="session")
+def base_url(live_server: str) -> str:
+    """Relative ``page.goto("/schema")`` calls resolve against the live server."""
+    return live_server

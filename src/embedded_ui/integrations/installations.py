@@ -1,0 +1,464 @@
+"""Users' installations (child workflows) and the views the API and the page are built from.
+
+Listing a user's integrations costs a fixed number of statements whatever the number of
+integrations or users: one for the released workflows of the environment, one for that
+user's installations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from embedded_ui.catalog import App
+from embedded_ui.errors import Conflict, InvalidRequest, NotFound, Unprocessable
+from embedded_ui.integrations.service import differing_fields
+from embedded_ui.integrations.values import check_values
+from embedded_ui.integrations.views import (
+    BlockView,
+    IntegrationView,
+    UserWorkflowView,
+    WorkflowView,
+)
+from embedded_ui.store import (
+    Credential,
+    Installation,
+    Integration,
+    ParentWorkflow,
+    PendingInstallation,
+    Scope,
+    User,
+    WorkflowVersion,
+    bind_scope,
+    utcnow,
+)
+
+PENDING_LIFETIME = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasedWorkflow:
+    """A parent workflow at its latest released version, with its integration."""
+
+    workflow_id: str
+    name: str
+    integration_id: str
+    integration_name: str
+    app: str
+    version_id: str
+    version: int
+    definition: dict[str, Any]
+    fields: list[dict[str, Any]]
+
+    @property
+    def needs_credential(self) -> bool:
+        trigger_needs = self.definition["trigger"]["type"] == "app_event"
+        return trigger_needs or any(b["type"] == "app_action" for b in self.definition["blocks"])
+
+
+class InstallationService:
+    def __init__(
+        self, session: AsyncSession, scope: Scope, apps: Mapping[str, App], public_url: str
+    ) -> None:
+        bind_scope(session, scope)
+        self._session = session
+        self._scope = scope
+        self._apps = apps
+        self._public_url = public_url
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def released(self, integration_id: str | None = None) -> list[ReleasedWorkflow]:
+        """Active parent workflows at their latest released version, in display order."""
+        latest = (
+            select(WorkflowVersion.workflow_id, func.max(WorkflowVersion.number).label("number"))
+            .where(WorkflowVersion.number.is_not(None))
+            .group_by(WorkflowVersion.workflow_id)
+            .subquery()
+        )
+        query = (
+            select(
+                ParentWorkflow.id,
+                ParentWorkflow.name,
+                Integration.id,
+                Integration.name,
+                Integration.app,
+                WorkflowVersion.id,
+                WorkflowVersion.number,
+                WorkflowVersion.definition,
+                WorkflowVersion.fields,
+            )
+            .join(Integration, Integration.id == ParentWorkflow.integration_id)
+            .join(latest, latest.c.workflow_id == ParentWorkflow.id)
+            .join(
+                WorkflowVersion,
+                (WorkflowVersion.workflow_id == latest.c.workflow_id)
+                & (WorkflowVersion.number == latest.c.number),
+            )
+            .where(ParentWorkflow.active.is_(True))
+            .order_by(Integration.position, Integration.key, ParentWorkflow.position)
+        )
+        if integration_id is not None:
+            query = query.where(Integration.id == integration_id)
+        rows = (await self._session.execute(query)).all()
+        return [ReleasedWorkflow(*row) for row in rows]
+
+    async def installations_of(self, user: User) -> dict[str, Installation]:
+        rows = await self._session.scalars(
+            select(Installation).where(Installation.user_id == user.id)
+        )
+        return {installation.workflow_id: installation for installation in rows}
+
+    def _icon(self, app: str) -> str:
+        return f"{self._public_url}/apps/{app}/icon.svg"
+
+    def _blocks(self, workflow: ReleasedWorkflow) -> list[BlockView]:
+        trigger = workflow.definition["trigger"]
+        builtin = f"{self._public_url}/static/icons"
+        app_icon = self._icon(workflow.app)
+        blocks = [
+            BlockView(
+                id="trigger",
+                name=trigger["name"],
+                type=trigger["type"],
+                icon=app_icon if trigger["type"] == "app_event" else f"{builtin}/custom-event.svg",
+            )
+        ]
+        for block in workflow.definition["blocks"]:
+            icon = (
+                app_icon
+                if block["type"] == "app_action"
+                else f"{builtin}/{block['type'].replace('_', '-')}.svg"
+            )
+            blocks.append(BlockView(block["id"], block["name"], block["type"], icon))
+        return blocks
+
+    def _user_workflow_view(
+        self, workflow: ReleasedWorkflow, installed: Installation | None, **extra: str
+    ) -> UserWorkflowView:
+        view = self.workflow_view(workflow, installed, UserWorkflowView, **extra)
+        assert isinstance(view, UserWorkflowView)
+        return view
+
+    def workflow_view(
+        self,
+        workflow: ReleasedWorkflow,
+        installed: Installation | None,
+        view: type[WorkflowView] = WorkflowView,
+        **extra: str,
+    ) -> WorkflowView:
+        return view(
+            workflow_id=workflow.workflow_id,
+            name=workflow.name,
+            installed=installed is not None,
+            version=workflow.version,
+            installed_version=installed.version_number if installed else None,
+            active=bool(installed and installed.active),
+            blocks=self._blocks(workflow),
+            **extra,
+        )
+
+    async def integrations_for(
+        self, user: User, integration_id: str | None = None
+    ) -> list[IntegrationView]:
+        released = await self.released(integration_id)
+        installed = await self.installations_of(user)
+        grouped: dict[str, IntegrationView] = {}
+        for workflow in released:
+            entry = grouped.get(workflow.integration_id)
+            if entry is None:
+                app = self._apps.get(workflow.app)
+                entry = grouped[workflow.integration_id] = IntegrationView(
+                    integration_id=workflow.integration_id,
+                    app=workflow.app,
+                    name=workflow.integration_name,
+                    description=app.description if app else "",
+                    categories=list(app.categories) if app else [],
+                    icon=self._icon(workflow.app),
+                    installed=False,
+                    workflows=[],
+                )
+            view = self.workflow_view(workflow, installed.get(workflow.workflow_id))
+            entry.installed = entry.installed or view.installed
+            entry.workflows.append(view)
+        if integration_id is not None and not grouped:
+            raise NotFound(f"No released integration {integration_id!r} in this environment.")
+        return list(grouped.values())
+
+    async def workflows_for(
+        self, user: User, workflow_id: str | None = None
+    ) -> list[UserWorkflowView]:
+        released = await self.released()
+        installed = await self.installations_of(user)
+        views = [
+            self._user_workflow_view(
+                w,
+                installed.get(w.workflow_id),
+                integration_id=w.integration_id,
+                app=w.app,
+            )
+            for w in released
+            if workflow_id is None or w.workflow_id == workflow_id
+        ]
+        if workflow_id is not None and not views:
+            raise NotFound(f"No released workflow {workflow_id!r} in this environment.")
+        return views
+
+    async def workflow(self, workflow_id: str) -> ReleasedWorkflow:
+        found = [w for w in await self.released() if w.workflow_id == workflow_id]
+        if not found:
+            raise NotFound(f"No released workflow {workflow_id!r} in this environment.")
+        return found[0]
+
+    async def versions(self, workflow_id: str) -> list[WorkflowVersion]:
+        parent = await self._session.scalar(
+            select(ParentWorkflow.id).where(ParentWorkflow.id == workflow_id)
+        )
+        if parent is None:
+            raise NotFound(f"No workflow {workflow_id!r} in this environment.")
+        rows = await self._session.scalars(
+            select(WorkflowVersion)
+            .where(WorkflowVersion.workflow_id == workflow_id)
+            .order_by(WorkflowVersion.number.is_(None), WorkflowVersion.number)
+        )
+        return list(rows)
+
+    async def users_of(
+        self, workflow_id: str, page: int, limit: int
+    ) -> tuple[list[tuple[Installation, User]], int]:
+        await self.versions(workflow_id)  # 404 for a workflow of another tenant
+        total = await self._session.scalar(
+            select(func.count())
+            .select_from(Installation)
+            .where(Installation.workflow_id == workflow_id)
+        )
+        rows = await self._session.execute(
+            select(Installation, User)
+            .join(User, User.id == Installation.user_id)
+            .where(Installation.workflow_id == workflow_id)
+            .order_by(Installation.created_at, Installation.id)
+            .offset((page - 1) * limit)
+            .limit(limit)
+        )
+        return [(row[0], row[1]) for row in rows.all()], total or 0
+
+    # -- changing -------------------------------------------------------------------------
+
+    async def _installed(self, user: User, workflow_id: str) -> Installation:
+        installation = await self._session.scalar(
+            select(Installation).where(
+                Installation.user_id == user.id, Installation.workflow_id == workflow_id
+            )
+        )
+        if installation is None:
+            raise NotFound(f"Workflow {workflow_id!r} is not installed for this user.")
+        return installation
+
+    async def set_active(self, user: User, workflow_id: str, active: bool) -> Installation:
+        installation = await self._installed(user, workflow_id)
+        if installation.active != active:
+            installation.active = active
+            installation.updated_at = utcnow()
+        return installation
+
+    async def deactivate_all(self, user: User) -> int:
+        result = await self._session.execute(
+            update(Installation)
+            .where(Installation.user_id == user.id, Installation.active.is_(True))
+            .values(active=False, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def uninstall(self, user: User, workflow_id: str) -> None:
+        await self._session.delete(await self._installed(user, workflow_id))
+
+    async def upgrade(self, user: User, workflow_id: str) -> tuple[Installation, int]:
+        """Move an installation to the latest released version, keeping its values. Refused
+        (409, naming the fields) when the configurable fields differ: the user must reinstall."""
+        installation = await self._installed(user, workflow_id)
+        latest = await self.workflow(workflow_id)
+        previous_version = installation.version_number
+        if installation.version_id == latest.version_id:
+            return installation, previous_version
+        current_fields = await self._session.scalar(
+            select(WorkflowVersion.fields).where(WorkflowVersion.id == installation.version_id)
+        )
+        changed = differing_fields(current_fields or [], latest.fields)
+        if changed:
+            raise Conflict(
+                f"Version {latest.version} changes the configurable fields "
+                f"{', '.join(changed)}; the user must reinstall the workflow to upgrade.",
+                fields=changed,
+                version=latest.version,
+                installedVersion=previous_version,
+            )
+        installation.version_id = latest.version_id
+        installation.version_number = latest.version
+        installation.updated_at = utcnow()
+        return installation, previous_version
+
+    async def _credentials_by_app(
+        self, user: User, credential_ids: Sequence[str]
+    ) -> dict[str, str]:
+        if not credential_ids:
+            return {}
+        rows = (
+            await self._session.execute(
+                select(Credential.id, Credential.app).where(
+                    Credential.user_id == user.id, Credential.id.in_(list(credential_ids))
+                )
+            )
+        ).all()
+        found = {row.id: row.app for row in rows}
+        missing = [cid for cid in credential_ids if cid not in found]
+        if missing:
+            raise NotFound(f"credentialIds: no credential {missing[0]!r} for this user.")
+        return {app: cid for cid, app in found.items()}
+
+    async def install(
+        self,
+        user: User,
+        workflow_ids: Sequence[str],
+        credential_ids: Sequence[str],
+        values: Mapping[str, Mapping[str, Any]],
+    ) -> list[Installation]:
+        """Install (or reinstall) workflows at their latest released version. Every value is
+        checked before anything is written: either all workflows install or none does."""
+        if not workflow_ids:
+            raise InvalidRequest(
+                "workflowIds: at least one workflow is required.", field="workflowIds"
+            )
+        released = {w.workflow_id: w for w in await self.released()}
+        unknown = [wid for wid in workflow_ids if wid not in released]
+        if unknown:
+            raise NotFound(f"No released workflow {unknown[0]!r} in this environment.")
+        credentials = await self._credentials_by_app(user, credential_ids)
+        checked: dict[str, dict[str, Any]] = {}
+        for workflow_id in workflow_ids:
+            workflow = released[workflow_id]
+            if workflow.needs_credential and workflow.app not in credentials:
+                app_name = (
+                    self._apps[workflow.app].name if workflow.app in self._apps else workflow.app
+                )
+                raise Unprocessable(
+                    f"Workflow {workflow.name!r} needs a {app_name} credential: "
+                    "pass credentialIds.",
+                    field="credentialIds",
+                )
+            checked[workflow_id] = check_values(
+                workflow_id, workflow.fields, values.get(workflow_id, {})
+            )
+        existing = await self.installations_of(user)
+        installations = []
+        for workflow_id in workflow_ids:
+            workflow = released[workflow_id]
+            installation = existing.get(workflow_id) or Installation(
+                workspace_id=self._scope.workspace_id,
+                environment=self._scope.environment,
+                user_id=user.id,
+                workflow_id=workflow_id,
+            )
+            installation.version_id = workflow.version_id
+            installation.version_number = workflow.version
+            installation.values = checked[workflow_id]
+            installation.credential_ids = (
+                {workflow.app: credentials[workflow.app]} if workflow.app in credentials else {}
+            )
+            installation.active = True
+            installation.updated_at = utcnow()
+            self._session.add(installation)
+            installations.append(installation)
+        await self._session.flush()
+        return installations
+
+    # -- headless -------------------------------------------------------------------------
+
+    def field_groups(self, workflows: Sequence[ReleasedWorkflow]) -> list[dict[str, Any]]:
+        """Alloy's headless shape: one entry per block that has fields to fill."""
+        groups: list[dict[str, Any]] = []
+        for workflow in workflows:
+            by_block: dict[str, list[dict[str, Any]]] = {}
+            for field in workflow.fields:
+                by_block.setdefault(field["blockId"], []).append(
+                    {
+                        "name": field["name"],
+                        "displayName": field["displayName"],
+                        "type": field["type"],
+                        "required": field["required"],
+                        "default": field.get("default"),
+                        "options": [
+                            {"displayName": o["label"], "value": o["value"]}
+                            for o in field.get("options") or []
+                        ],
+                        "optionsFrom": field.get("optionsFrom"),
+                    }
+                )
+            groups.extend(
+                {
+                    "workflowId": workflow.workflow_id,
+                    "blockId": block,
+                    "app": workflow.app,
+                    "fields": fields,
+                }
+                for block, fields in by_block.items()
+            )
+        return groups
+
+    async def start_headless(
+        self,
+        user: User,
+        integration_id: str,
+        workflow_ids: Sequence[str] | None,
+        credential_ids: Sequence[str],
+    ) -> tuple[PendingInstallation, list[dict[str, Any]]]:
+        released = await self.released(integration_id)
+        if not released:
+            raise NotFound(f"No released integration {integration_id!r} in this environment.")
+        chosen = [w for w in released if workflow_ids is None or w.workflow_id in workflow_ids]
+        if workflow_ids is not None and len(chosen) != len(set(workflow_ids)):
+            raise NotFound(
+                "workflowIds: one or more are not released workflows of this integration."
+            )
+        credentials = await self._credentials_by_app(user, credential_ids)
+        pending = PendingInstallation(
+            workspace_id=self._scope.workspace_id,
+            environment=self._scope.environment,
+            user_id=user.id,
+            integration_id=integration_id,
+            workflow_ids=[w.workflow_id for w in chosen],
+            credential_ids=credentials,
+            expires_at=utcnow() + PENDING_LIFETIME,
+        )
+        self._session.add(pending)
+        await self._session.flush()
+        return pending, self.field_groups(chosen)
+
+    async def complete_headless(
+        self, installation_id: str, data: Sequence[Mapping[str, Any]]
+    ) -> tuple[User, list[Installation]]:
+        pending = await self._session.scalar(
+            select(PendingInstallation).where(PendingInstallation.id == installation_id)
+        )
+        if pending is None or pending.expires_at < utcnow():
+            raise NotFound(f"No pending installation {installation_id!r} (unknown or expired).")
+        user = await self._session.get_one(User, pending.user_id)
+        values: dict[str, dict[str, Any]] = {}
+        for index, group in enumerate(data):
+            workflow_id = group.get("workflowId")
+            if workflow_id not in pending.workflow_ids:
+                raise Unprocessable(f"data[{index}].workflowId: not part of this installation.")
+            for field in group.get("fields", []):
+                values.setdefault(workflow_id, {})[
+                    f"{group.get('blockId')}.{field.get('name')}"
+                ] = field.get("value")
+        installations = await self.install(
+            user, pending.workflow_ids, list(pending.credential_ids.values()), values
+        )
+        await self._session.delete(pending)
+        return user, installations

@@ -1,0 +1,193 @@
+"""`embedded-ui serve` and `embedded-ui demo` as real processes on a loopback port.
+
+Each test starts the command in its own process group with a private SQLite file, waits (bounded)
+for ``GET /health``, talks HTTP to it, then stops the whole group and checks that it is gone.
+These take a few seconds each: Granian starts a worker process that imports the app.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+READY_TIMEOUT = 30.0  # seconds for the server to answer /health
+STOP_TIMEOUT = 20.0  # seconds for the process group to exit after SIGTERM
+KEY_LINE = re.compile(r"^\s*Development key:\s+(eui_dev_\S+)\s*$", re.MULTILINE)
+
+
+@pytest.fixture(scope="session")
+def base_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The parent's environment without EMBEDDED_UI_* variables, with a bytecode cache.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set, each process would recompile Litestar and SQLAlchemy.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_UI_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a recycled id owned by someone else
+        return False
+    return True
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+@dataclass
+class Server:
+    """A running `embedded-ui` process group and where its output goes."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    stdout_path: Path
+    stderr_path: Path
+    returncode: int | None = field(default=None, init=False)
+
+    def output(self) -> str:
+        out = self.stdout_path.read_text(encoding="utf-8", errors="replace")
+        err = self.stderr_path.read_text(encoding="utf-8", errors="replace")
+        return f"--- stdout\n{out}\n--- stderr\n{err}"
+
+    def wait_until_healthy(self, timeout: float = READY_TIMEOUT) -> httpx.Response:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"the server exited with {self.process.returncode}\n{self.output()}")
+            try:
+                response = httpx.get(f"{self.base_url}/health", timeout=2.0)
+            except httpx.TransportError:
+                pass
+            else:
+                if response.status_code == 200:
+                    return response
+            if time.monotonic() > deadline:
+                pytest.fail(f"/health did not answer 200 within {timeout}s\n{self.output()}")
+            time.sleep(0.2)
+
+    def wait_for_stdout(self, pattern: re.Pattern[str], timeout: float = READY_TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            match = pattern.search(self.stdout_path.read_text(encoding="utf-8", errors="replace"))
+            if match:
+                return match.group(1)
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"stdout never matched {pattern.pattern!r}\n{self.output()}")
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        """SIGTERM the whole group; SIGKILL whatever outlives the grace period. Idempotent."""
+        if self.returncode is not None:
+            return self.returncode
+        pgid = self.process.pid  # start_new_session: the leader's pid is the group id
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            self.returncode = self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _signal_group(pgid, signal.SIGKILL)
+            self.process.wait(timeout=STOP_TIMEOUT)
+            self.returncode = -signal.SIGKILL
+        # Workers leave with the main process; give them the same bounded grace.
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+            pytest.fail(f"workers outlived the main process\n{self.output()}")
+        return self.returncode
+
+
+@contextmanager
+def running(command: str, tmp_path: Path, env: dict[str, str]) -> Iterator[Server]:
+    """Run ``embedded-ui COMMAND --port <free port>`` on 127.0.0.1 until the block ends."""
+    port = free_port()
+    child_env = {
+        **env,
+        "EMBEDDED_UI_HOST": "127.0.0.1",
+        "EMBEDDED_UI_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'embedded-ui.sqlite3'}",
+        "EMBEDDED_UI_LOG_LEVEL": "WARNING",
+    }
+    stdout_path, stderr_path = tmp_path / f"{command}.out", tmp_path / f"{command}.err"
+    with ExitStack() as stack:
+        stdout = stack.enter_context(stdout_path.open("wb"))
+        stderr = stack.enter_context(stderr_path.open("wb"))
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "embedded_ui", command, "--port", str(port)],
+            cwd=tmp_path,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+        server = Server(process, f"http://127.0.0.1:{port}", stdout_path, stderr_path)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def test_serve_answers_health_and_stops_on_sigterm(
+    tmp_path: Path, base_env: dict[str, str]
+) -> None:
+    with running("serve", tmp_path, base_env) as server:
+        health = server.wait_until_healthy()
+        assert health.json() == {"status": "ok"}
+
+        with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
+            refused = client.get("/2024-03/users")
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["code"] == "unauthorized"
+            assert refused.headers["www-authenticate"] == "Bearer"
+
+        assert server.stop() == 0, server.output()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.base_url}/health", timeout=2.0)
+
+
+def test_demo_prints_a_working_development_key(tmp_path: Path, base_env: dict[str, str]) -> None:
+    with running("demo", tmp_path, base_env) as server:
+        key = server.wait_for_stdout(KEY_LINE)
+        server.wait_until_healthy()
+        assert f"Service:          {server.base_url}" in server.output()
+
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=10.0) as client:
+            created = client.post("/2024-03/users", json={"username": "gregg"})
+            assert created.status_code == 201, created.text
+            user = created.json()
+            assert user["username"] == "gregg"
+
+            listed = client.get("/2022-09/users")
+            assert listed.status_code == 200, listed.text
+            assert [u["userId"] for u in listed.json()["data"]] == [user["userId"]]
+
+        assert server.stop() == 0, server.output()
