@@ -83,6 +83,20 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
 
 @main.command()
+@click.option("--host", help="Interface to bind (EMBEDDED_UI_SANDBOX_HOST).")
+@click.option("--port", type=int, help="Port to bind (EMBEDDED_UI_SANDBOX_PORT, default 8001).")
+@json_option
+def sandbox(host: str | None, port: int | None, as_json: bool) -> None:
+    """Run the local sandbox app: an OAuth 2.0 provider and a commerce API (docs/sandbox.md)."""
+    from embedded_ui.sandbox.server import run_sandbox
+
+    try:
+        run_sandbox(host=host, port=port, as_json=as_json)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
 @click.option("--port", type=int, help="Port to bind (EMBEDDED_UI_PORT).")
 def demo(port: int | None) -> None:
     """Set up a demo workspace, print a development API key, and serve."""

@@ -278,8 +278,9 @@ class _Env:
             raise SettingsError(f"{unknown[0]}: unknown setting (see the README's reference)")
 
 
-# Variables under these prefixes belong to the test suite and tools, not to the service.
-_RESERVED = (PREFIX + "TEST_", PREFIX + "BENCH_")
+# Variables under these prefixes belong to the test suite, tools and the sandbox app
+# (`embedded-ui sandbox`, which reads EMBEDDED_UI_SANDBOX_* itself), not to the service.
+_RESERVED = (PREFIX + "TEST_", PREFIX + "BENCH_", PREFIX + "SANDBOX_")
 
 
 def new_key_value(kid: str) -> str:

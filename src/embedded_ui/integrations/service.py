@@ -44,7 +44,8 @@ def _released_versions_never_change(session: Session, *_: Any) -> None:
 
 def _released_before_this_flush(version: WorkflowVersion) -> bool:
     history = inspect(version).attrs.number.history
-    previous = history.deleted or history.unchanged  # the stored value, before this flush
+    # The stored value, before this flush: in `deleted` if changed, else in `unchanged`.
+    previous: list[int | None] = list(history.deleted or history.unchanged or ())
     return bool(previous) and previous[0] is not None
 
 
