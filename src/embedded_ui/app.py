@@ -12,10 +12,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
+from litestar.types import Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from embedded_ui import __version__
-from embedded_ui.api import app_icon, dated_routers, health, jwks
+from embedded_ui.api import alias_api_version, api_router, app_icon, health, jwks
 from embedded_ui.catalog import load_catalog
 from embedded_ui.credentials import Vault
 from embedded_ui.errors import exception_handlers
@@ -25,6 +26,15 @@ from embedded_ui.paths import STATIC_DIR
 from embedded_ui.security import UserTokens, create_rate_limiter
 from embedded_ui.settings import Settings
 from embedded_ui.store import create_db_config, create_engine, migrate
+
+
+class EmbeddedUI(Litestar):
+    """The service: a Litestar app that also answers every dated API prefix Alloy used."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            alias_api_version(scope)
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -44,9 +54,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await limiter.close()
             await engine.dispose()
 
-    return Litestar(
+    return EmbeddedUI(
         route_handlers=[
-            *dated_routers(),
+            api_router(),
             health,
             jwks,
             app_icon,

@@ -1,14 +1,15 @@
 """The ISV REST API, compatible with Alloy Embedded's, under every dated prefix.
 
 Each date Alloy has published reaches the same handlers, so code written against Alloy's docs
-or SDKs works by changing only the host. The newest date is the one in the OpenAPI document.
+or SDKs works by changing only the host. The handlers are registered once, under the newest
+date; :func:`alias_api_version` maps the older dates onto it before routing.
 """
 
 from __future__ import annotations
 
 from litestar import Router
 from litestar.di import Provide
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, Scope
 
 from embedded_ui.api.auth import AuthMiddleware, Principal, provide_principal
 from embedded_ui.api.catalog import CatalogController, app_icon
@@ -41,26 +42,37 @@ _HANDLERS: list[ControllerRouterHandler] = [
 ]
 
 
-def dated_routers() -> list[Router]:
-    return [
-        Router(
-            path=f"/{version}",
-            route_handlers=_HANDLERS,
-            middleware=[AuthMiddleware()],
-            dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
-            include_in_schema=version == CURRENT_VERSION,
-            security=[{"apiKey": []}],
-        )
-        for version in API_VERSIONS
-    ]
+def api_router() -> Router:
+    return Router(
+        path=f"/{CURRENT_VERSION}",
+        route_handlers=_HANDLERS,
+        middleware=[AuthMiddleware()],
+        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+        security=[{"apiKey": []}],
+    )
+
+
+_ALIASES = {f"/{version}/": f"/{CURRENT_VERSION}/" for version in API_VERSIONS[:-1]}
+
+
+def alias_api_version(scope: Scope) -> None:
+    """Rewrite an older dated prefix to the current one, in place, before routing."""
+    path: str = scope["path"]
+    replacement = _ALIASES.get(path[:9])
+    if replacement is not None:
+        scope["path"] = replacement + path[9:]
+        raw_path = scope.get("raw_path")
+        if raw_path:
+            scope["raw_path"] = replacement.encode() + raw_path[9:]
 
 
 __all__ = [
     "API_VERSIONS",
     "CURRENT_VERSION",
     "Principal",
+    "alias_api_version",
+    "api_router",
     "app_icon",
-    "dated_routers",
     "health",
     "jwks",
 ]

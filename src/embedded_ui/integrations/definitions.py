@@ -17,9 +17,10 @@ from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, best_match
 
 from embedded_ui.catalog import App
+from embedded_ui.catalog.loader import YAML_LOADER
 
 SCHEMA_PATH = Path(__file__).parent / "integration.schema.json"
 
@@ -82,12 +83,12 @@ def parse_documents(documents: Iterable[tuple[str, str]], apps: Mapping[str, App
     workflow_keys: dict[str, str] = {}
     for source, text in documents:
         try:
-            raw = yaml.safe_load(text)
+            raw = yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 (a safe loader)
         except yaml.YAMLError as exc:
             raise DefinitionError(f"{source}: not valid YAML: {exc}") from None
-        errors = sorted(_validator().iter_errors(raw), key=lambda e: list(e.absolute_path))
-        if errors:
-            error = errors[0]
+        # best_match descends into oneOf/anyOf, so the message names the innermost field.
+        error = best_match(_validator().iter_errors(raw))
+        if error is not None:
             raise DefinitionError(f"{source}: {_where(error.absolute_path)}: {error.message}")
         for index, event in enumerate(raw.get("events", [])):
             spec = _event(source, index, event)
