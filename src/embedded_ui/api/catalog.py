@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from embedded_ui.api.auth import Principal
 from embedded_ui.api.deps import SERVICES, Integrations, Users, resolve_user
@@ -86,7 +86,7 @@ class CatalogController(Controller):
         request: Request[Principal, Any, Any],
         user_service: Users,
         integration_service: Integrations,
-        user_id: Annotated[str | None, Parameter(query="userId")] = None,
+        user_id: Annotated[str | None, QueryParameter(name="userId")] = None,
     ) -> EventListOut:
         if user_id:
             await resolve_user(request.user, user_service, user_id)
@@ -100,7 +100,7 @@ class CatalogController(Controller):
     tags=["Catalog"],
     include_in_schema=False,
 )
-async def app_icon(app_key: str, state: State) -> Response[str]:
+async def app_icon(app_key: FromPath[str], state: State) -> Response[str]:
     app = state.apps.get(app_key)
     if app is None:
         raise NotFound(f"No app {app_key!r} in the catalog.")

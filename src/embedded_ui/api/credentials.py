@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Controller, delete, get, post
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 
 from embedded_ui.api.deps import SERVICES, Credentials, Users
 from embedded_ui.api.schemas import (
@@ -14,6 +15,12 @@ from embedded_ui.api.schemas import (
     error_responses,
 )
 from embedded_ui.credentials import describe_credential
+from embedded_ui.store import Credential
+
+
+def _out(credential: Credential) -> CredentialOut:
+    # describe_credential's keys are the wire (camelCase) names, hence convert, not **kwargs.
+    return msgspec.convert(describe_credential(credential), CredentialOut)
 
 
 class CredentialsController(Controller):
@@ -23,11 +30,11 @@ class CredentialsController(Controller):
 
     @get("/", summary="List a user's credentials", responses=error_responses(404))
     async def list_credentials(
-        self, user_id: str, user_service: Users, credential_service: Credentials
+        self, user_id: FromPath[str], user_service: Users, credential_service: Credentials
     ) -> CredentialListOut:
         user = await user_service.get(user_id)
         rows = await credential_service.list_for(user)
-        return CredentialListOut([CredentialOut(**describe_credential(c)) for c in rows])
+        return CredentialListOut([_out(c) for c in rows])
 
     @post(
         "/",
@@ -39,7 +46,7 @@ class CredentialsController(Controller):
     )
     async def create_credential(
         self,
-        user_id: str,
+        user_id: FromPath[str],
         data: JSONBody[CredentialIn],
         user_service: Users,
         credential_service: Credentials,
@@ -48,7 +55,7 @@ class CredentialsController(Controller):
         credential = await credential_service.create(
             user, data.app, data.type, data.data, data.name
         )
-        return CredentialOut(**describe_credential(credential))
+        return _out(credential)
 
     @delete(
         "/{credential_id:str}",
@@ -58,8 +65,8 @@ class CredentialsController(Controller):
     )
     async def delete_credential(
         self,
-        user_id: str,
-        credential_id: str,
+        user_id: FromPath[str],
+        credential_id: FromPath[str],
         user_service: Users,
         credential_service: Credentials,
     ) -> MessageOut:

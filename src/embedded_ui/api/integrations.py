@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, put, route
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
 from embedded_ui.api.auth import Principal
 from embedded_ui.api.deps import SERVICES, Installations, Users, resolve_user
@@ -29,7 +29,9 @@ from embedded_ui.integrations import IntegrationView, UserWorkflowView
 
 UserQuery = Annotated[
     str | None,
-    Parameter(query="userId", description="The user's id or username (omit with a user token)."),
+    QueryParameter(
+        name="userId", description="The user's id or username (omit with a user token)."
+    ),
 ]
 EITHER = {"auth": "api_key_or_user"}
 
@@ -73,7 +75,7 @@ class IntegrationsController(Controller):
     )
     async def get_integration(
         self,
-        integration_id: str,
+        integration_id: FromPath[str],
         request: Request[Principal, Any, Any],
         user_service: Users,
         installation_service: Installations,
@@ -146,7 +148,7 @@ class WorkflowsController(Controller):
     )
     async def get_workflow(
         self,
-        workflow_id: str,
+        workflow_id: FromPath[str],
         request: Request[Principal, Any, Any],
         user_service: Users,
         installation_service: Installations,
@@ -161,7 +163,9 @@ class WorkflowsController(Controller):
         description="Released versions in order, then the draft if there is one.",
         responses=error_responses(404),
     )
-    async def versions(self, workflow_id: str, installation_service: Installations) -> ListOut:
+    async def versions(
+        self, workflow_id: FromPath[str], installation_service: Installations
+    ) -> ListOut:
         rows = await installation_service.versions(workflow_id)
         return ListOut(
             [
@@ -185,7 +189,7 @@ class WorkflowsController(Controller):
     )
     async def users(
         self,
-        workflow_id: str,
+        workflow_id: FromPath[str],
         installation_service: Installations,
         page: Annotated[int, Parameter(ge=1, le=1_000_000)] = 1,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
@@ -208,6 +212,7 @@ class WorkflowsController(Controller):
     @route(
         "/{workflow_id:str}/upgrade",
         http_method=["PUT", "POST"],
+        status_code=200,  # with POST among the methods Litestar would answer 201 Created
         summary="Upgrade a user's workflow to the latest released version",
         description="Keeps the user's values. 409, naming the fields, when the configurable "
         "fields changed: the user must reinstall.",
@@ -215,7 +220,7 @@ class WorkflowsController(Controller):
     )
     async def upgrade(
         self,
-        workflow_id: str,
+        workflow_id: FromPath[str],
         request: Request[Principal, Any, Any],
         user_service: Users,
         installation_service: Installations,
@@ -238,7 +243,7 @@ class WorkflowsController(Controller):
     )
     async def uninstall(
         self,
-        workflow_id: str,
+        workflow_id: FromPath[str],
         request: Request[Principal, Any, Any],
         user_service: Users,
         installation_service: Installations,
@@ -273,7 +278,7 @@ class UserWorkflowsController(Controller):
         responses=error_responses(404),
     )
     async def deactivate_all(
-        self, user_id: str, user_service: Users, installation_service: Installations
+        self, user_id: FromPath[str], user_service: Users, installation_service: Installations
     ) -> CountOut:
         user = await user_service.get(user_id)
         count = await installation_service.deactivate_all(user)

@@ -115,6 +115,11 @@ class CredentialService:
             key_id=key_id,
             ciphertext=blob,
             details=public,
+            # Set here, not left to the column defaults: those apply only at flush, and the
+            # caller describes the new credential before that (created_at was None → 500).
+            status="active",
+            created_at=(now := utcnow()),
+            updated_at=now,
         )
         self._session.add(credential)
         audit.record(

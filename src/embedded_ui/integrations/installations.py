@@ -84,7 +84,7 @@ class InstallationService:
         query = (
             select(
                 ParentWorkflow.id,
-                ParentWorkflow.name,
+                WorkflowVersion.name,  # the released name: a draft's rename is not shown yet
                 Integration.id,
                 Integration.name,
                 Integration.app,
