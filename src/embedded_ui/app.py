@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar
@@ -12,7 +13,15 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
-from litestar.types import Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    LifeSpanReceive,
+    LifeSpanScope,
+    LifeSpanSend,
+    Receive,
+    Scope,
+    Send,
+)
 from swagger_ui_bundle import swagger_ui_path
 
 from embedded_ui import __version__
@@ -31,9 +40,14 @@ from embedded_ui.store import create_db_config, create_engine, migrate
 class EmbeddedUI(Litestar):
     """The service: a Litestar app that also answers every dated API prefix Alloy used."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            alias_api_version(scope)
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            alias_api_version(cast("Scope", scope))
         await super().__call__(scope, receive, send)
 
 
