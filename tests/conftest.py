@@ -11,6 +11,7 @@ import asyncio
 import base64
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from embedded_ui.app import create_app
 from embedded_ui.settings import Settings
-from embedded_ui.store import Base, create_engine
+from embedded_ui.store import Base, create_engine, migrate
 from embedded_ui.workspaces import WorkspaceService
 
 POSTGRES_URL = os.environ.get("EMBEDDED_UI_TEST_POSTGRES_URL")
@@ -62,10 +63,29 @@ def postgres_database() -> Iterator[str]:
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, made once per test process and copied for each test: the
+    migrations themselves are tested (test_schema), so running them 500 times adds nothing."""
+    path = tmp_path_factory.mktemp("template") / "embedded-ui.sqlite3"
+
+    async def build() -> None:
+        engine = create_engine(Settings(database_url=f"sqlite+aiosqlite:///{path}"))
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(build())
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'embedded-ui.sqlite3'}"
+        database = tmp_path / "embedded-ui.sqlite3"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), database)
+        yield f"sqlite+aiosqlite:///{database}"
         return
     url: str = request.getfixturevalue("postgres_database")
     yield url
