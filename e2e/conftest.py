@@ -30,8 +30,23 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-READY_TIMEOUT = 30.0  # seconds for the server to answer /health
+READY_TIMEOUT = 45.0  # seconds for the server to answer /health (generous: CI machines are busy)
 STOP_TIMEOUT = 20.0  # seconds for the process group to exit after SIGTERM
+
+
+E2E_DIR = Path(__file__).parent
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests after every other test of the same process.
+
+    Playwright's sync API (what pytest-playwright uses) leaves its event loop marked as running
+    in the main thread until its session-scoped fixtures end; an asyncio test run after a browser
+    test then fails with "Runner.run() cannot be called from a running event loop". A stable
+    sort keeps every other order (xdist needs each worker to collect the same order).
+    """
+    items.sort(key=lambda item: item.path.is_relative_to(E2E_DIR))
 
 
 @pytest.fixture(scope="session")

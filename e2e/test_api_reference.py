@@ -15,7 +15,7 @@ from playwright.sync_api import ConsoleMessage, Page, Request, expect
 pytestmark = pytest.mark.e2e
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
-UI_TIMEOUT = 20_000  # milliseconds for Swagger UI to render
+UI_TIMEOUT = 30_000  # milliseconds for Swagger UI to render
 ASSET_URL = re.compile(r"""\b(?:src|href)\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
 
 

@@ -30,6 +30,7 @@ from embedded_ui.catalog import load_catalog
 from embedded_ui.credentials import Vault
 from embedded_ui.errors import exception_handlers
 from embedded_ui.headers import security_headers
+from embedded_ui.integrations.cache import ReleasedCache
 from embedded_ui.logs import configure_logging
 from embedded_ui.paths import STATIC_DIR
 from embedded_ui.security import UserTokens, create_rate_limiter
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "limiter": limiter,
                 "apps": load_catalog(),
                 "vault": Vault(settings.vault_keys),
+                "released_cache": ReleasedCache(),
             }
         ),
         exception_handlers=exception_handlers,

@@ -11,8 +11,10 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from typing import Any
 import pytest
 from alembic.script import ScriptDirectory
 from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from embedded_ui.app import create_app
 from embedded_ui.settings import Settings
@@ -110,7 +114,37 @@ def assert_fails_cleanly(result: Result, *needles: str, code: int = 1) -> None:
 # --- database -----------------------------------------------------------------------------
 
 
-def test_db_upgrade_reports_the_revision_reached(cli: Cli) -> None:
+@pytest.fixture
+def empty_database_url(database_url: str) -> Iterator[str]:
+    """A database no migration has touched yet.
+
+    The SQLite file of ``database_url`` is new for each test, but the PostgreSQL database is
+    shared by the whole test process (emptied, not dropped), so that variant gets a sibling.
+    """
+    if database_url.startswith("sqlite"):
+        yield database_url
+        return
+    name = f"eui_cli_{os.getpid()}_{secrets.token_hex(3)}"
+
+    async def admin(statement: str) -> None:
+        engine = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield database_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_db_upgrade_reports_the_revision_reached(
+    empty_database_url: str, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    cli = Cli(empty_database_url, base_env, tmp_path)
     assert cli("db", "upgrade", "--revision", "0001", "--json").json() == {"revision": "0001"}
     head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     assert cli("db", "upgrade", "--json").json() == {"revision": head}
@@ -250,9 +284,9 @@ def test_keygen_signing_prints_an_entry_settings_accept(
     match = SIGNING_KEY_ENTRY.fullmatch(value)
     assert match, result.explain()
 
-    settings = Settings.from_env(
-        {"EMBEDDED_UI_MODE": "production", "EMBEDDED_UI_SIGNING_KEYS": value}
-    )
+    # Production mode needs more secrets than this one; the entry is parsed the same way in
+    # either mode, and `insecure` is what production refuses.
+    settings = Settings.from_env({"EMBEDDED_UI_SIGNING_KEYS": value})
     assert [key.kid for key in settings.signing_keys] == [match.group(1)]
     assert not settings.signing_keys[0].insecure
 
@@ -261,9 +295,7 @@ def test_keygen_signing_prints_an_entry_settings_accept(
     ).stdout.strip()
     assert rotated.startswith("k-next:")
     assert rotated != value
-    both = Settings.from_env(
-        {"EMBEDDED_UI_MODE": "production", "EMBEDDED_UI_SIGNING_KEYS": f"{rotated},{value}"}
-    )
+    both = Settings.from_env({"EMBEDDED_UI_SIGNING_KEYS": f"{rotated},{value}"})
     assert [key.kid for key in both.signing_keys] == ["k-next", match.group(1)]
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-READY_TIMEOUT = 30.0  # seconds for the server to answer /health
+READY_TIMEOUT = 45.0  # seconds for the server to answer /health (generous: CI machines are busy)
 STOP_TIMEOUT = 20.0  # seconds for the process group to exit after SIGTERM
 KEY_LINE = re.compile(r"^\s*Development key:\s+(eui_dev_\S+)\s*$", re.MULTILINE)
 

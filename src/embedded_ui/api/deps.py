@@ -29,7 +29,11 @@ def provide_installations(
 ) -> InstallationService:
     state = request.app.state
     return InstallationService(
-        db_session, request.user.scope, state.apps, state.settings.public_url
+        db_session,
+        request.user.scope,
+        state.apps,
+        state.settings.public_url,
+        state.released_cache,
     )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui.catalog import App
 from embedded_ui.errors import Conflict, InvalidRequest, NotFound, Unprocessable
+from embedded_ui.integrations.cache import CachedRelease, ReleasedCache
 from embedded_ui.integrations.service import differing_fields
 from embedded_ui.integrations.values import check_values
 from embedded_ui.integrations.views import (
@@ -27,6 +28,7 @@ from embedded_ui.integrations.views import (
 )
 from embedded_ui.store import (
     Credential,
+    EnvironmentState,
     Installation,
     Integration,
     ParentWorkflow,
@@ -63,18 +65,45 @@ class ReleasedWorkflow:
 
 class InstallationService:
     def __init__(
-        self, session: AsyncSession, scope: Scope, apps: Mapping[str, App], public_url: str
+        self,
+        session: AsyncSession,
+        scope: Scope,
+        apps: Mapping[str, App],
+        public_url: str,
+        cache: ReleasedCache | None = None,
     ) -> None:
         bind_scope(session, scope)
         self._session = session
         self._scope = scope
         self._apps = apps
         self._public_url = public_url
+        self._cache = cache
 
     # -- reading ------------------------------------------------------------------------
 
     async def released(self, integration_id: str | None = None) -> list[ReleasedWorkflow]:
         """Active parent workflows at their latest released version, in display order."""
+        entry = await self._release()
+        if integration_id is None:
+            return entry.workflows
+        return [w for w in entry.workflows if w.integration_id == integration_id]
+
+    async def _release(self) -> CachedRelease:
+        revision = await self._session.scalar(
+            select(EnvironmentState.revision).where(
+                EnvironmentState.workspace_id == self._scope.workspace_id,
+                EnvironmentState.environment == self._scope.environment,
+            )
+        )
+        key = (self._scope.workspace_id, self._scope.environment)
+        entry = self._cache.get(key, revision or 0) if self._cache else None
+        if entry is None:
+            entry = CachedRelease(revision or 0, await self._query_released())
+            if self._cache is not None:
+                self._cache.put(key, entry)
+        return entry
+
+    async def _query_released(self) -> list[ReleasedWorkflow]:
         latest = (
             select(WorkflowVersion.workflow_id, func.max(WorkflowVersion.number).label("number"))
             .where(WorkflowVersion.number.is_not(None))
@@ -103,8 +132,6 @@ class InstallationService:
             .where(ParentWorkflow.active.is_(True))
             .order_by(Integration.position, Integration.key, ParentWorkflow.position)
         )
-        if integration_id is not None:
-            query = query.where(Integration.id == integration_id)
         rows = (await self._session.execute(query)).all()
         return [ReleasedWorkflow(*row) for row in rows]
 
@@ -163,10 +190,27 @@ class InstallationService:
             **extra,
         )
 
+    def _view(
+        self, entry: CachedRelease, workflow: ReleasedWorkflow, installed: Installation | None
+    ) -> WorkflowView:
+        if installed is not None:
+            return self.workflow_view(workflow, installed)
+        view = entry.uninstalled_views.get(workflow.workflow_id)
+        if view is None:
+            view = entry.uninstalled_views[workflow.workflow_id] = self.workflow_view(
+                workflow, None
+            )
+        return view
+
     async def integrations_for(
         self, user: User, integration_id: str | None = None
     ) -> list[IntegrationView]:
-        released = await self.released(integration_id)
+        cached = await self._release()
+        released = [
+            w
+            for w in cached.workflows
+            if integration_id is None or w.integration_id == integration_id
+        ]
         installed = await self.installations_of(user)
         grouped: dict[str, IntegrationView] = {}
         for workflow in released:
@@ -183,7 +227,7 @@ class InstallationService:
                     installed=False,
                     workflows=[],
                 )
-            view = self.workflow_view(workflow, installed.get(workflow.workflow_id))
+            view = self._view(cached, workflow, installed.get(workflow.workflow_id))
             entry.installed = entry.installed or view.installed
             entry.workflows.append(view)
         if integration_id is not None and not grouped:

@@ -19,6 +19,7 @@ from embedded_ui.errors import Conflict, NotFound, Unprocessable
 from embedded_ui.integrations.definitions import DefinitionSet, IntegrationSpec, WorkflowSpec
 from embedded_ui.store import (
     CustomEvent,
+    EnvironmentState,
     Integration,
     ParentWorkflow,
     Scope,
@@ -97,6 +98,8 @@ class IntegrationService:
         if release:
             released = await self.release([c.key for c in result.changes if c.action == "draft"])
             result.changes.extend(released)
+        elif result.changed:
+            await self._bump_revision()
         if dry_run:
             await self._session.rollback()
         return result
@@ -225,8 +228,19 @@ class IntegrationService:
             draft.number = (highest or 0) + 1
             draft.released_at = utcnow()
             changes.append(Change("release", "workflow", key, f"version {draft.number}"))
+        await self._bump_revision()
         await self._session.flush()
         return changes
+
+    async def _bump_revision(self) -> None:
+        """Tell every process that this environment's integrations changed."""
+        state = await self._session.get(
+            EnvironmentState, (self._scope.workspace_id, self._scope.environment)
+        )
+        if state is None:
+            self._session.add(EnvironmentState(**self._owned(), revision=1))
+        else:
+            state.revision += 1
 
     async def release_workflows(self, workflow_ids: Sequence[str]) -> list[Change]:
         keys = list(

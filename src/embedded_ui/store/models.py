@@ -224,3 +224,15 @@ class PendingInstallation(TenantScoped, Base):
     credential_ids: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class EnvironmentState(Base):
+    """Per workspace environment: ``revision`` grows whenever its integrations change, so each
+    process can keep the released workflows in memory and know when to read them again."""
+
+    __tablename__ = "environment_state"
+    workspace_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("workspace.id", ondelete="CASCADE"), primary_key=True
+    )
+    environment: Mapped[str] = mapped_column(String(16), primary_key=True)
+    revision: Mapped[int] = mapped_column(default=0)

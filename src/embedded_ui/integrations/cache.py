@@ -1,0 +1,40 @@
+"""Each process keeps every environment's released workflows in memory, keyed by the
+environment's revision (stored in the database and raised by every apply and release), so a
+listing reads one small row instead of every workflow definition, and is never stale."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from embedded_ui.integrations.installations import ReleasedWorkflow
+    from embedded_ui.integrations.views import WorkflowView
+
+
+@dataclass(slots=True)
+class CachedRelease:
+    revision: int
+    workflows: list[ReleasedWorkflow]
+    uninstalled_views: dict[str, WorkflowView] = field(default_factory=dict)
+    """The view of each workflow for a user who has not installed it: the same for everyone."""
+
+
+class ReleasedCache:
+    def __init__(self, max_environments: int = 1024) -> None:
+        self._entries: OrderedDict[tuple[str, str], CachedRelease] = OrderedDict()
+        self._max = max_environments
+
+    def get(self, key: tuple[str, str], revision: int) -> CachedRelease | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.revision != revision:
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: tuple[str, str], entry: CachedRelease) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
