@@ -93,11 +93,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 async def _truncate_all(url: str) -> None:
+    """Empty every table the test's database has (a test that ran first may have left the
+    per-process database unmigrated, so only existing tables are named)."""
     engine = create_async_engine(url)
     try:
         async with engine.begin() as connection:
-            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            existing = set(
+                await connection.scalars(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+                )
+            )
+            tables = [t.name for t in Base.metadata.sorted_tables if t.name in existing]
+            if tables:
+                names = ", ".join(f'"{name}"' for name in tables)
+                await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     finally:
         await engine.dispose()
 

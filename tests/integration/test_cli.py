@@ -115,14 +115,14 @@ def assert_fails_cleanly(result: Result, *needles: str, code: int = 1) -> None:
 
 
 @pytest.fixture
-def empty_database_url(database_url: str) -> Iterator[str]:
+def empty_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """A database no migration has touched yet.
 
-    The SQLite file of ``database_url`` is new for each test, but the PostgreSQL database is
-    shared by the whole test process (emptied, not dropped), so that variant gets a sibling.
+    ``database_url`` is already migrated (a copied SQLite template, or the PostgreSQL database
+    shared by the whole test process), so each variant gets a new, empty sibling.
     """
     if database_url.startswith("sqlite"):
-        yield database_url
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
         return
     name = f"eui_cli_{os.getpid()}_{secrets.token_hex(3)}"
 
