@@ -54,7 +54,9 @@ def _scope_every_query(state: ORMExecuteState) -> None:
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # SQLite has one writer; every aiosqlite connection is a thread. A small pool measured
+        # +50% req/s and POST p99 2 s -> 0.2 s against the default 5 + 10 (docs/benchmarks.md).
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=2, max_overflow=2)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
