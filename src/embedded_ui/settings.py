@@ -106,7 +106,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every ``EMBEDDED_UI_*`` variable once and validate it."""
-        env = _Env(os.environ if environ is None else environ)
+        env = EnvReader(os.environ if environ is None else environ, reserved=_RESERVED)
         mode = cast(Mode, env.choice("MODE", ("development", "production"), "development"))
         port = env.integer("PORT", 8000, 1, 65535)
         host = env.text("HOST", "127.0.0.1")
@@ -137,20 +137,30 @@ class Settings:
         return settings
 
 
-class _Env:
-    """Typed readers over the environment; each error names the variable."""
+class EnvReader:
+    """Typed readers over the environment under one prefix; each error names the variable.
+    The sandbox app extends it for its own ``EMBEDDED_UI_SANDBOX_`` variables."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        prefix: str = PREFIX,
+        reserved: tuple[str, ...] = (),
+        reference: str = "the README's reference",
+    ) -> None:
         self._environ = environ
+        self._prefix = prefix
+        self._reserved = reserved
+        self._reference = reference
         self._read: set[str] = set()
 
     def _raw(self, name: str) -> str | None:
-        self._read.add(PREFIX + name)
-        value = self._environ.get(PREFIX + name)
+        self._read.add(self._prefix + name)
+        value = self._environ.get(self._prefix + name)
         return None if value is None or value.strip() == "" else value.strip()
 
     def _fail(self, name: str, problem: str) -> SettingsError:
-        return SettingsError(f"{PREFIX}{name}: {problem}")
+        return SettingsError(f"{self._prefix}{name}: {problem}")
 
     def text(self, name: str, default: str) -> str:
         return self._raw(name) or default
@@ -272,10 +282,12 @@ class _Env:
         unknown = sorted(
             key
             for key in self._environ
-            if key.startswith(PREFIX) and key not in self._read and not key.startswith(_RESERVED)
+            if key.startswith(self._prefix)
+            and key not in self._read
+            and not key.startswith(self._reserved)
         )
         if unknown:
-            raise SettingsError(f"{unknown[0]}: unknown setting (see the README's reference)")
+            raise SettingsError(f"{unknown[0]}: unknown setting (see {self._reference})")
 
 
 # Variables under these prefixes belong to the test suite, tools and the sandbox app

@@ -1185,5 +1185,5 @@ def test_the_sandbox_command_refuses_a_misspelt_setting(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1, result
-    assert "EMBEDDED_UI_SANDBOX_TOKENTTL: unknown sandbox setting" in result.stderr
+    assert "EMBEDDED_UI_SANDBOX_TOKENTTL: unknown setting (see docs/sandbox.md)" in result.stderr
     assert result.stdout == ""

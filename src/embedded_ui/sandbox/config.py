@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from embedded_ui.settings import SettingsError
+from embedded_ui.settings import EnvReader
 
 ENV_PREFIX = "EMBEDDED_UI_SANDBOX_"
 DEFAULT_CLIENT_ID = "embedded-ui-demo"
@@ -103,49 +103,11 @@ class SandboxConfig:
         }
 
 
-class _Env:
-    """Typed readers over the environment; each error names the variable."""
+class _Env(EnvReader):
+    """The settings' readers under ``EMBEDDED_UI_SANDBOX_``, plus the sandbox's own types."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        self._read: set[str] = set()
-
-    def _raw(self, name: str) -> str | None:
-        self._read.add(ENV_PREFIX + name)
-        value = self._environ.get(ENV_PREFIX + name)
-        return None if value is None or value.strip() == "" else value.strip()
-
-    def _fail(self, name: str, problem: str) -> SettingsError:
-        return SettingsError(f"{ENV_PREFIX}{name}: {problem}")
-
-    def text(self, name: str, default: str) -> str:
-        return self._raw(name) or default
-
-    def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
-        raw = self._raw(name)
-        if raw is None:
-            return default
-        if raw.lower() not in options:
-            raise self._fail(name, f"expected one of {', '.join(options)}, got {raw!r}")
-        return raw.lower()
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self._raw(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise self._fail(name, f"expected a whole number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise self._fail(name, f"expected a number from {low} to {high}, got {value}")
-        return value
-
-    def url(self, name: str, default: str) -> str:
-        raw = self._raw(name) or default
-        if not _is_http_url(raw):
-            raise self._fail(name, f"expected an http(s) URL such as http://host:port, got {raw!r}")
-        return raw.rstrip("/")
+        super().__init__(environ, ENV_PREFIX, reference="docs/sandbox.md")
 
     def redirect_uris(self, name: str, default: str) -> tuple[str, ...]:
         raw = self._raw(name) or default
@@ -164,14 +126,6 @@ class _Env:
         if not API_KEY_PATTERN.fullmatch(raw):
             raise self._fail(name, "expected sbx_ followed by 16 to 64 letters or digits")
         return raw
-
-    def refuse_unknown(self) -> None:
-        """A misspelt variable would silently fall back to a default, so it is an error."""
-        unknown = sorted(
-            key for key in self._environ if key.startswith(ENV_PREFIX) and key not in self._read
-        )
-        if unknown:
-            raise SettingsError(f"{unknown[0]}: unknown sandbox setting (see docs/sandbox.md)")
 
 
 def _is_http_url(value: str) -> bool:
