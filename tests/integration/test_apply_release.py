@@ -220,6 +220,8 @@ async def test_a_change_makes_a_draft_and_release_makes_the_next_version(
 
     renamed = await apply(client, tenant, example_files(RENAMED))
     assert actions(renamed) >= {("draft", "workflow", "sandbox-new-orders")}
+    draft = next(c for c in renamed["changes"] if c["key"] == "sandbox-new-orders")
+    assert draft["detail"] == "renamed"
     assert ("draft", "workflow", "sandbox-fulfillment-updated") not in actions(renamed)
     listed = await versions(client, tenant, workflow_id)
     assert [(v["version"], v["status"]) for v in listed] == [(1, "released"), (None, "draft")]

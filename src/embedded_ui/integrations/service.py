@@ -193,11 +193,7 @@ class IntegrationService:
             await self._session.delete(draft)  # the files went back to the released version
             result.changes.append(Change("update", "workflow", spec.key, "draft discarded"))
             return
-        detail = (
-            _field_difference(latest.fields, spec.fields) or "blocks changed"
-            if latest is not None
-            else "new workflow"
-        )
+        detail = _change_detail(latest, spec)
         if draft is None:
             draft = WorkflowVersion(
                 workflow_id=parent.id, number=None, **self._owned(), **_content(spec)
@@ -254,6 +250,18 @@ class IntegrationService:
 
     async def events(self) -> list[CustomEvent]:
         return list(await self._session.scalars(select(CustomEvent).order_by(CustomEvent.name)))
+
+
+def _change_detail(latest: WorkflowVersion | None, spec: WorkflowSpec) -> str:
+    """Say what a new draft changes, so a dry run is worth reading."""
+    if latest is None:
+        return "new workflow"
+    changed = _field_difference(latest.fields, spec.fields)
+    if changed:
+        return changed
+    if latest.definition == spec.definition:
+        return "renamed"
+    return "blocks changed"
 
 
 def _content(spec: WorkflowSpec) -> dict[str, Any]:
