@@ -127,6 +127,14 @@ SINGLE_FILE_ERRORS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str,
         _set(["workflows", 0, "key"], "Not A Key"),
         ("workflows[0].key",),
     ),
+    "stream data block without its url": (
+        _set(["workflows", 0, "blocks", 0], {"id": "send", "type": "stream_data"}),
+        ("workflows[0].blocks[0]", "'url' is a required property"),
+    ),
+    "unknown block type": (
+        _set(["workflows", 0, "blocks", 0], {"id": "send", "type": "teleport"}),
+        ("workflows[0].blocks[0].type", "teleport"),
+    ),
     "unknown top-level key": (
         _set(["integrations"], []),
         ("integrations",),
