@@ -23,9 +23,9 @@ from embedded_ui.api.schemas import (
     WorkflowUserOut,
     WorkflowUsersOut,
     error_responses,
-    iso_ms,
 )
 from embedded_ui.integrations import IntegrationView, UserWorkflowView
+from embedded_ui.store import iso_ms
 
 UserQuery = Annotated[
     str | None,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 
-from embedded_ui.store import User
+from embedded_ui.store import User, iso_ms
 
 
 class ErrorBody(msgspec.Struct):
@@ -85,11 +84,6 @@ class SessionOut(msgspec.Struct, rename="camel"):
     user_id: str
     workspace_id: str
     environment: str
-
-
-def iso_ms(moment: datetime) -> str:
-    """Alloy's timestamp shape: ``2022-09-17T22:12:34.567Z``."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _ERROR_TEXT = {

@@ -26,9 +26,9 @@ from embedded_ui.api.schemas import (
     UserListOut,
     UserOut,
     error_responses,
-    iso_ms,
 )
 from embedded_ui.errors import EmbeddedUIError, InvalidRequest
+from embedded_ui.store import iso_ms
 from embedded_ui.users import MAX_BATCH, NewUser
 
 log = structlog.get_logger(__name__)

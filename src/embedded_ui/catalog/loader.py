@@ -55,7 +55,8 @@ def placeholders(template: Any) -> set[str]:
     return set()
 
 
-def _where(path: Iterable[Any]) -> str:
+def field_path(path: Iterable[Any]) -> str:
+    """A JSON Schema error's location as people write it: ``workflows[0].blocks[1].url``."""
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
@@ -71,7 +72,7 @@ def load_app(path: Path, icons_dir: Path) -> App:
     errors = sorted(_validator().iter_errors(raw), key=lambda e: list(e.absolute_path))
     if errors:
         error = errors[0]
-        raise CatalogError(f"{label}: {_where(error.absolute_path)}: {error.message}")
+        raise CatalogError(f"{label}: {field_path(error.absolute_path)}: {error.message}")
     app = _build(raw, icons_dir)
     problem = _semantic_problem(app, path)
     if problem:

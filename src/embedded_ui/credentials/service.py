@@ -13,7 +13,7 @@ from embedded_ui import audit
 from embedded_ui.catalog import App, AuthScheme
 from embedded_ui.credentials.vault import Vault, credential_aad
 from embedded_ui.errors import InvalidRequest, NotFound
-from embedded_ui.store import Credential, Scope, User, bind_scope, new_id, utcnow
+from embedded_ui.store import Credential, Scope, User, bind_scope, iso_ms, new_id, utcnow
 
 MAX_FIELD_LENGTH = 4096
 
@@ -173,9 +173,7 @@ def describe_credential(credential: Credential) -> dict[str, Any]:
         "name": credential.name,
         "status": credential.status,
         "details": credential.details,
-        "createdAt": credential.created_at.isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z"
-        ),
+        "createdAt": iso_ms(credential.created_at),
     }
 
 

@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
 from embedded_ui.catalog import App
-from embedded_ui.catalog.loader import YAML_LOADER
+from embedded_ui.catalog.loader import YAML_LOADER, field_path
 
 SCHEMA_PATH = Path(__file__).parent / "integration.schema.json"
 
@@ -69,13 +69,6 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
 
 
-def _where(path: Iterable[Any]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
 def parse_documents(documents: Iterable[tuple[str, str]], apps: Mapping[str, App]) -> DefinitionSet:
     """Parse ``(source name, YAML text)`` pairs into one validated set."""
     integrations: list[IntegrationSpec] = []
@@ -89,7 +82,7 @@ def parse_documents(documents: Iterable[tuple[str, str]], apps: Mapping[str, App
         # best_match descends into oneOf/anyOf, so the message names the innermost field.
         error = best_match(_validator().iter_errors(raw))
         if error is not None:
-            raise DefinitionError(f"{source}: {_where(error.absolute_path)}: {error.message}")
+            raise DefinitionError(f"{source}: {field_path(error.absolute_path)}: {error.message}")
         for index, event in enumerate(raw.get("events", [])):
             spec = _event(source, index, event)
             if spec.name in events and events[spec.name] != spec:

@@ -26,6 +26,7 @@ from embedded_ui.store.models import (
     User,
     WorkflowVersion,
     Workspace,
+    iso_ms,
     new_id,
     utcnow,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "create_db_config",
     "create_engine",
     "current_revision",
+    "iso_ms",
     "migrate",
     "new_id",
     "utcnow",

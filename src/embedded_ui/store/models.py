@@ -23,6 +23,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_ms(moment: datetime) -> str:
+    """Alloy's timestamp shape: ``2022-09-17T22:12:34.567Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
