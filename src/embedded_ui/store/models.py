@@ -188,6 +188,8 @@ class Credential(TenantScoped, Base):
     status: Mapped[str] = mapped_column(String(20), default="active")
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    """When an OAuth access token expires (NULL: it does not, or the scheme has none)."""
 
     __table_args__ = (Index(None, "workspace_id", "environment", "user_id"),)
 
@@ -241,3 +243,74 @@ class EnvironmentState(Base):
     )
     environment: Mapped[str] = mapped_column(String(16), primary_key=True)
     revision: Mapped[int] = mapped_column(default=0)
+
+
+class EnvironmentSettings(TenantScoped, Base):
+    """What the ISV configures per environment for the browser side: the origins allowed to
+    frame the modal and the integrations page and to call the user-token routes (CORS)."""
+
+    __tablename__ = "environment_settings"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("workspace_id", "environment"),)
+
+
+class OAuthClient(TenantScoped, Base):
+    """The ISV's own OAuth client at one app, per environment. The secret is sealed by the
+    vault with associated data naming this row."""
+
+    __tablename__ = "oauth_client"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    app: Mapped[str] = mapped_column(String(60))
+    client_id: Mapped[str] = mapped_column(String(512))
+    key_id: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("workspace_id", "environment", "app"),)
+
+
+class OAuthFlow(TenantScoped, Base):
+    """One OAuth authorization-code flow, from the modal's request to its recorded outcome.
+
+    ``id`` is what the modal knows and polls; ``state_hash`` is SHA-256 of the single-use
+    state sent to the provider (the state itself is never stored); ``binding_hash`` is
+    SHA-256 of the cookie set in the popup, so the callback must come from the same browser.
+    The PKCE verifier and connection values are sealed by the vault (``ciphertext``)."""
+
+    __tablename__ = "oauth_flow"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(24), ForeignKey("end_user.id", ondelete="CASCADE"))
+    app: Mapped[str] = mapped_column(String(60))
+    purpose: Mapped[str] = mapped_column(String(20))
+    state_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    binding_hash: Mapped[str | None] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20), default="created")
+    """created → started (popup opened) → succeeded | failed | cancelled."""
+    credential_id: Mapped[str | None] = mapped_column(String(24))
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+    __table_args__ = (Index(None, "workspace_id", "environment", "user_id"),)
+
+
+class InstallLink(TenantScoped, Base):
+    """A hosted, single-use, expiring install link. Only the SHA-256 of its token is kept."""
+
+    __tablename__ = "install_link"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(24), ForeignKey("end_user.id", ondelete="CASCADE"))
+    integration_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("integration.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
