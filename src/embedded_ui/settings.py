@@ -87,6 +87,9 @@ class Settings:
     """Requests per minute allowed per API key; 0 turns the limit off."""
     max_request_bytes: int = 1_048_576
     """Largest request body accepted; larger bodies get 413."""
+    sandbox_url: str = "http://127.0.0.1:8001"
+    """Where the local sandbox app answers (`{sandbox_url}` in the catalog). The same variable
+    as the sandbox's own, `EMBEDDED_UI_SANDBOX_PUBLIC_URL`, so one setting serves both."""
     workers: int = 1
     """Worker processes started by `embedded-ui serve`."""
     log_level: str = "INFO"
@@ -125,6 +128,7 @@ class Settings:
             user_token_ttl=env.integer("USER_TOKEN_TTL", 3600, 60, MAX_USER_TOKEN_TTL),
             rate_limit_per_minute=env.integer("RATE_LIMIT_PER_MINUTE", 600, 0, 1_000_000),
             max_request_bytes=env.integer("MAX_REQUEST_BYTES", 1_048_576, 1024, 100 * 1_048_576),
+            sandbox_url=env.url("SANDBOX_PUBLIC_URL", "http://127.0.0.1:8001"),
             workers=env.integer("WORKERS", 1, 1, 64),
             log_level=env.choice(
                 "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True

@@ -13,6 +13,7 @@ from embedded_ui.catalog.model import (
     Request,
     Trigger,
 )
+from embedded_ui.catalog.templates import MissingValue, fill, fill_text, fill_url
 
 __all__ = [
     "Action",
@@ -21,9 +22,13 @@ __all__ = [
     "AuthScheme",
     "CatalogError",
     "Field",
+    "MissingValue",
     "OptionSource",
     "Request",
     "Trigger",
+    "fill",
+    "fill_text",
+    "fill_url",
     "load_app",
     "load_catalog",
     "placeholders",
