@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import secrets
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, replace
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -32,6 +40,7 @@ REDIS_URL = os.environ.get("EMBEDDED_UI_TEST_REDIS_URL")
 TEST_SIGNING_SEED = base64.urlsafe_b64encode(b"\x01" * 32).rstrip(b"=").decode()
 TEST_SIGNING_KEYS = f"test-1:{TEST_SIGNING_SEED}"
 PUBLIC_URL = "http://embedded-ui.test"
+SANDBOX_CLIENT_SECRET = "test-sandbox-client-secret"
 
 
 def _asyncpg_url(url: str) -> str:
@@ -111,10 +120,109 @@ async def _truncate_all(url: str) -> None:
         await engine.dispose()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 20) -> int:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        return process.wait(timeout=timeout)
+
+
+@dataclass(frozen=True)
+class SandboxProcess:
+    """A real `embedded-ui sandbox` process on loopback: the app credentials are verified
+    against, and the OAuth provider of the OAuth tests."""
+
+    url: str
+    admin_secret: str
+    client_id: str
+    client_secret: str
+    planted: set[str] = field(default_factory=set)
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"X-Sandbox-Admin": self.admin_secret}
+
+    def new_key(self, name: str = "Test Store", api_key: str | None = None) -> str:
+        """A new sandbox account and its API key (what a merchant would paste); ``api_key``
+        plants a chosen value, e.g. a canary to search for later."""
+        if api_key in self.planted:
+            return api_key
+        body = {"name": name} if api_key is None else {"name": name, "api_key": api_key}
+        response = httpx.post(
+            f"{self.url}/_sandbox/accounts", json=body, headers=self.admin, timeout=10
+        )
+        response.raise_for_status()
+        key: str = response.json()["api_key"]
+        self.planted.add(key)
+        return key
+
+    def stats(self) -> dict[str, int]:
+        response = httpx.get(f"{self.url}/_sandbox/stats", headers=self.admin, timeout=10)
+        response.raise_for_status()
+        counted: dict[str, int] = response.json()
+        return counted
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """One sandbox process per test process, started on first use and stopped at the end."""
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("sandbox")
+    admin_secret = "sbxadm_" + secrets.token_urlsafe(16)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_UI_")}
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "EMBEDDED_UI_SANDBOX_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+            "EMBEDDED_UI_SANDBOX_ADMIN_SECRET": admin_secret,
+            "EMBEDDED_UI_SANDBOX_REDIRECT_URIS": f"{PUBLIC_URL}/oauth/callback/sandbox",
+        }
+    )
+    log = workdir / "sandbox.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "embedded_ui", "sandbox", "--port", str(port), "--json"],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 45
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the sandbox exited at start:\n{log.read_text()}")
+            with suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"the sandbox did not answer /health in time:\n{log.read_text()}")
+            time.sleep(0.1)
+        printed = json.loads(log.read_text().splitlines()[0])
+        yield SandboxProcess(url, admin_secret, printed["clientId"], SANDBOX_CLIENT_SECRET)
+    finally:
+        stop_process_group(process)
+
+
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, sandbox: SandboxProcess) -> Settings:
     return Settings.from_env(
         {
+            "EMBEDDED_UI_SANDBOX_PUBLIC_URL": sandbox.url,
             "EMBEDDED_UI_DATABASE_URL": database_url,
             "EMBEDDED_UI_SIGNING_KEYS": TEST_SIGNING_KEYS,
             "EMBEDDED_UI_PUBLIC_URL": PUBLIC_URL,
@@ -124,9 +232,32 @@ def settings(database_url: str) -> Settings:
     )
 
 
+BIGCOMMERCE_REJECTED = "rejected"
+"""A BigCommerce access token starting with this is refused by the BigCommerce double."""
+
+
+def bigcommerce_double(request: httpx.Request) -> httpx.Response:
+    """BigCommerce's API is not reachable from tests (no internet): this answers its
+    verification request the way BigCommerce does, so the service's real HTTP code runs."""
+    token = request.headers.get("X-Auth-Token", "")
+    if (
+        request.url.path.endswith("/v2/store")
+        and token
+        and not token.startswith(BIGCOMMERCE_REJECTED)
+    ):
+        return httpx.Response(200, json={"id": "abc123xyz", "name": "Test Store"})
+    return httpx.Response(401, json={"status": 401, "title": "Invalid X-Auth-Token"})
+
+
 @pytest.fixture
 def app(settings: Settings) -> Litestar:
-    return create_app(settings)
+    created = create_app(settings)
+    created.state.http = httpx.AsyncClient(
+        follow_redirects=False,
+        trust_env=False,
+        mounts={"https://api.bigcommerce.com": httpx.MockTransport(bigcommerce_double)},
+    )
+    return created
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
 
+import httpx
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar
 from litestar.datastructures import State
@@ -58,14 +59,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     engine = create_engine(settings)
     db_config = create_db_config(engine)
     limiter = create_rate_limiter(settings.rate_limit_per_minute, settings.redis_url)
+    # One pool of outbound connections to apps (verification, options, actions) per process.
+    http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await migrate(engine)
         try:
             yield
         finally:
+            await app.state.http.aclose()
             await limiter.close()
             await engine.dispose()
 
@@ -93,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     settings.signing_keys, settings.public_url, settings.user_token_ttl
                 ),
                 "limiter": limiter,
+                "http": http,
                 "apps": load_catalog(),
                 "vault": Vault(settings.vault_keys),
                 "released_cache": ReleasedCache(),

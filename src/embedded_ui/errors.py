@@ -96,6 +96,12 @@ class Unprocessable(EmbeddedUIError):
     code = "unprocessable"
 
 
+class CredentialRejected(Unprocessable):
+    """The app refused a credential at verification; the message carries the app's reason."""
+
+    code = "credential_rejected"
+
+
 class RateLimited(EmbeddedUIError):
     status_code = 429
     code = "rate_limited"

@@ -25,6 +25,10 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.basicConfig(level=level, format="%(message)s", force=True)
     # Alembic narrates every start at INFO even when there is nothing to migrate.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # httpx and httpcore log every outbound URL at INFO/DEBUG; some apps take credentials in
+    # the query string (and OAuth redirects carry codes), so those URLs never reach the logs.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

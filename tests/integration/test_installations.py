@@ -21,6 +21,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from conftest import BIGCOMMERCE_REJECTED, SandboxProcess
 from embedded_ui.catalog import load_catalog
 from embedded_ui.credentials import Vault, VaultError, credential_aad
 from embedded_ui.settings import Settings
@@ -110,7 +111,8 @@ def example_files(*sandbox_edits: tuple[str, str]) -> list[dict[str, str]]:
     return files
 
 
-def sandbox_token() -> str:
+def unknown_sandbox_token() -> str:
+    """Well formed, but no sandbox account has it."""
     return "sbx_" + secrets.token_hex(12)
 
 
@@ -132,6 +134,7 @@ class World:
     sandbox_secret: str
     bigcommerce_credential: str
     bigcommerce_secret: str
+    sandbox: SandboxProcess
 
     @property
     def headers(self) -> dict[str, str]:
@@ -245,7 +248,9 @@ async def db(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSessio
 
 
 @pytest.fixture
-async def world(client: Any, tenant: Any, db: async_sessionmaker[AsyncSession]) -> World:
+async def world(
+    client: Any, tenant: Any, db: async_sessionmaker[AsyncSession], sandbox: SandboxProcess
+) -> World:
     applied = await client.post(
         f"{V}/manage/apply",
         json={"files": example_files(), "release": True},
@@ -253,11 +258,11 @@ async def world(client: Any, tenant: Any, db: async_sessionmaker[AsyncSession]) 
     )
     assert applied.status_code == 200, applied.text
     user_id = await create_user(client, tenant, "merchant")
-    sandbox_secret = sandbox_token()
-    sandbox = await create_credential(
+    sandbox_secret = sandbox.new_key()
+    created = await create_credential(
         client, tenant, user_id, "sandbox", {"access_token": sandbox_secret}
     )
-    assert sandbox.status_code == 201, sandbox.text
+    assert created.status_code == 201, created.text
     bigcommerce_secret = bigcommerce_token()
     bigcommerce = await create_credential(
         client,
@@ -278,10 +283,11 @@ async def world(client: Any, tenant: Any, db: async_sessionmaker[AsyncSession]) 
         integrations={i["app"]: i["integrationId"] for i in data},
         workflows={w["name"]: w["workflowId"] for i in data for w in i["workflows"]}
         | _by_key(data),
-        sandbox_credential=sandbox.json()["credentialId"],
+        sandbox_credential=created.json()["credentialId"],
         sandbox_secret=sandbox_secret,
         bigcommerce_credential=bigcommerce.json()["credentialId"],
         bigcommerce_secret=bigcommerce_secret,
+        sandbox=sandbox,
     )
 
 
@@ -703,7 +709,7 @@ async def test_deactivate_all_of_a_users_workflows(world: World) -> None:
     await world.install_sandbox()
     other = await create_user(world.client, world.tenant, "neighbour")
     credential = await create_credential(
-        world.client, world.tenant, other, "sandbox", {"access_token": sandbox_token()}
+        world.client, world.tenant, other, "sandbox", {"access_token": world.sandbox.new_key()}
     )
     started = await world.start(
         "sandbox", user=other, credentialIds=[credential.json()["credentialId"]]
@@ -743,7 +749,7 @@ async def test_uninstall_and_the_users_of_a_workflow(world: World) -> None:
     new_orders = world.workflows["sandbox-new-orders"]
     other = await create_user(world.client, world.tenant, "second-shop")
     credential = await create_credential(
-        world.client, world.tenant, other, "sandbox", {"access_token": sandbox_token()}
+        world.client, world.tenant, other, "sandbox", {"access_token": world.sandbox.new_key()}
     )
     started = await world.start(
         "sandbox",
@@ -897,7 +903,7 @@ async def test_credentials_never_show_a_secret(world: World) -> None:
     assert by_app["sandbox"]["details"] == {}
     assert by_app["bigcommerce"]["details"] == {"store_hash": "abc123xyz"}
 
-    secret = sandbox_token()
+    secret = world.sandbox.new_key()
     created = await create_credential(
         world.client, world.tenant, world.user_id, "sandbox", {"access_token": secret}
     )
@@ -959,7 +965,7 @@ async def test_credential_type_and_app_are_checked(world: World) -> None:
         assert response.status_code == 400, response.text
         assert needle in response.json()["message"]
     unknown_user = await create_credential(
-        world.client, world.tenant, "nobody", "sandbox", {"access_token": sandbox_token()}
+        world.client, world.tenant, "nobody", "sandbox", {"access_token": world.sandbox.new_key()}
     )
     assert unknown_user.status_code == 404
 
@@ -1054,3 +1060,40 @@ async def test_vault_rotate_reseals_under_the_new_first_key(
     # The service, still on the old key list, lists them (it never needs to open them).
     listed = await world.client.get(f"{V}/users/{world.user_id}/credentials", headers=world.headers)
     assert len(listed.json()["data"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("app_key", "data", "reason"),
+    [
+        ("sandbox", {"access_token": unknown_sandbox_token()}, "Invalid API key."),
+        (
+            "bigcommerce",
+            {"store_hash": "abc123xyz", "access_token": BIGCOMMERCE_REJECTED + "0" * 24},
+            "Invalid X-Auth-Token",
+        ),
+    ],
+)
+async def test_a_credential_the_app_refuses_is_422_with_the_apps_reason_and_saves_nothing(
+    world: World, app_key: str, data: dict[str, str], reason: str
+) -> None:
+    response = await create_credential(world.client, world.tenant, world.user_id, app_key, data)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "credential_rejected"
+    assert reason in body["message"] and body["appStatus"] == 401
+    assert data["access_token"] not in response.text
+    listed = await world.client.get(f"{V}/users/{world.user_id}/credentials", headers=world.headers)
+    assert len(listed.json()["data"]) == 2
+
+
+async def test_a_sandbox_key_is_verified_against_the_running_sandbox(world: World) -> None:
+    before = world.sandbox.stats()["api_calls"]
+    created = await create_credential(
+        world.client,
+        world.tenant,
+        world.user_id,
+        "sandbox",
+        {"access_token": world.sandbox.new_key()},
+    )
+    assert created.status_code == 201, created.text
+    assert world.sandbox.stats()["api_calls"] == before + 1

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from conftest import SandboxProcess
 from embedded_ui.settings import Settings
 from embedded_ui.store import Credential, Installation, PendingInstallation, WorkflowVersion
 
@@ -25,6 +26,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fulfillmently"
 V = "/2024-03"
 FILES = [{"name": p.name, "content": p.read_text()} for p in sorted(EXAMPLES.glob("*.yaml"))]
 SANDBOX_SECRET = "sbx_" + "Victim0Secret0Value0"
+ATTACKER_SECRET = "sbx_" + "B" * 20
 
 
 @dataclass
@@ -41,7 +43,10 @@ class Side:
     pending_id: str
 
 
-async def setup_side(client: Any, tenant: Any, username: str, secret: str) -> Side:
+async def setup_side(
+    client: Any, tenant: Any, username: str, secret: str, sandbox: SandboxProcess
+) -> Side:
+    sandbox.new_key(username, api_key=secret)
     h = tenant.headers
     applied = await client.post(
         f"{V}/manage/apply", json={"files": FILES, "release": True}, headers=h
@@ -308,11 +313,14 @@ def attempts(attacker: Side, victim: Side) -> dict[str, tuple[str, str, Any]]:
 
 
 async def test_another_tenant_gets_404_for_every_id_and_changes_nothing(
-    client: Any, pair: tuple[Any, Any], db: async_sessionmaker[AsyncSession]
+    client: Any,
+    pair: tuple[Any, Any],
+    db: async_sessionmaker[AsyncSession],
+    sandbox: SandboxProcess,
 ) -> None:
     attacker_tenant, victim_tenant = pair
-    victim = await setup_side(client, victim_tenant, "victim-shop", SANDBOX_SECRET)
-    attacker = await setup_side(client, attacker_tenant, "attacker-shop", "sbx_" + "B" * 20)
+    victim = await setup_side(client, victim_tenant, "victim-shop", SANDBOX_SECRET, sandbox)
+    attacker = await setup_side(client, attacker_tenant, "attacker-shop", ATTACKER_SECRET, sandbox)
     assert set(attacker.workflows.values()).isdisjoint(victim.workflows.values())
     assert set(attacker.integrations.values()).isdisjoint(victim.integrations.values())
     before = await snapshot(client, db, victim)
@@ -343,11 +351,14 @@ async def test_another_tenant_gets_404_for_every_id_and_changes_nothing(
 
 
 async def test_a_user_token_answers_only_for_its_own_user(
-    client: Any, pair: tuple[Any, Any], db: async_sessionmaker[AsyncSession]
+    client: Any,
+    pair: tuple[Any, Any],
+    db: async_sessionmaker[AsyncSession],
+    sandbox: SandboxProcess,
 ) -> None:
     attacker_tenant, victim_tenant = pair
-    victim = await setup_side(client, victim_tenant, "victim-shop", SANDBOX_SECRET)
-    attacker = await setup_side(client, attacker_tenant, "attacker-shop", "sbx_" + "B" * 20)
+    victim = await setup_side(client, victim_tenant, "victim-shop", SANDBOX_SECRET, sandbox)
+    attacker = await setup_side(client, attacker_tenant, "attacker-shop", ATTACKER_SECRET, sandbox)
     # A neighbour in the victim's own tenant.
     neighbour = await client.post(
         f"{V}/users", json={"username": "neighbour"}, headers=victim_tenant.headers

@@ -156,14 +156,14 @@ async def statements_per_listing(
 
 
 async def test_listing_statements_do_not_grow_with_integrations_or_users(
-    client: Any, app: Any, settings: Any, tenant: Any
+    client: Any, app: Any, settings: Any, tenant: Any, sandbox: Any
 ) -> None:
     await apply(client, tenant, 1)
     await create_users(client, tenant, 0, 1)
     user_id = (await client.get(f"{V}/users/user-0000", headers=tenant.headers)).json()["userId"]
     credential = await client.post(
         f"{V}/users/{user_id}/credentials",
-        json={"app": "sandbox", "type": "api_key", "data": {"access_token": "sbx_" + "a" * 20}},
+        json={"app": "sandbox", "type": "api_key", "data": {"access_token": sandbox.new_key()}},
         headers=tenant.headers,
     )
     assert credential.status_code == 201, credential.text

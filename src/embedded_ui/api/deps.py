@@ -14,6 +14,7 @@ from embedded_ui.api.auth import Principal
 from embedded_ui.credentials import CredentialService
 from embedded_ui.errors import InvalidRequest, NotFound
 from embedded_ui.integrations import InstallationService, IntegrationService
+from embedded_ui.settings import Settings
 from embedded_ui.store import User
 from embedded_ui.users import UserService
 
@@ -47,7 +48,19 @@ def provide_credentials(
     db_session: NamedDependency[AsyncSession], request: AnyRequest
 ) -> CredentialService:
     state = request.app.state
-    return CredentialService(db_session, request.user.scope, state.vault, state.apps)
+    return CredentialService(
+        db_session,
+        request.user.scope,
+        state.vault,
+        state.apps,
+        http=state.http,
+        service_values=service_values(state.settings),
+    )
+
+
+def service_values(settings: Settings) -> dict[str, str]:
+    """The catalog placeholders the service fills from its own settings."""
+    return {"sandbox_url": settings.sandbox_url}
 
 
 # Dependency names avoid body field names (`users`, `data`): Litestar would report a body

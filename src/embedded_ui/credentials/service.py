@@ -6,13 +6,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui import audit
 from embedded_ui.catalog import App, AuthScheme
+from embedded_ui.catalog.client import AppCallFailed, verify_credential
 from embedded_ui.credentials.vault import Vault, credential_aad
-from embedded_ui.errors import InvalidRequest, NotFound
+from embedded_ui.errors import CredentialRejected, InvalidRequest, NotFound
 from embedded_ui.store import Credential, Scope, User, bind_scope, iso_ms, new_id, utcnow
 
 MAX_FIELD_LENGTH = 4096
@@ -61,13 +63,22 @@ def check_fields(scheme: AuthScheme, data: Mapping[str, Any]) -> dict[str, str]:
 
 class CredentialService:
     def __init__(
-        self, session: AsyncSession, scope: Scope, vault: Vault, apps: Mapping[str, App]
+        self,
+        session: AsyncSession,
+        scope: Scope,
+        vault: Vault,
+        apps: Mapping[str, App],
+        *,
+        http: httpx.AsyncClient | None = None,
+        service_values: Mapping[str, str] | None = None,
     ) -> None:
         bind_scope(session, scope)
         self._session = session
         self._scope = scope
         self._vault = vault
         self._apps = apps
+        self._http = http
+        self._service_values = dict(service_values or {})
 
     def app(self, key: str) -> App:
         app = self._apps.get(key)
@@ -86,7 +97,18 @@ class CredentialService:
         app = self.app(app_key)
         scheme = _scheme(app, auth_type)
         fields = check_fields(scheme, data)
+        await self.verify(app, fields)
         return self.store(user, app, auth_type, fields, scheme, name)
+
+    async def verify(self, app: App, secret: Mapping[str, Any]) -> None:
+        """Run the app's verification request with these values; nothing is saved when the
+        app refuses them, and the app's own reason is passed on (secrets scrubbed)."""
+        if self._http is None:
+            raise RuntimeError("CredentialService needs an HTTP client to verify credentials")
+        try:
+            await verify_credential(self._http, app, secret, self._service_values)
+        except AppCallFailed as exc:
+            raise CredentialRejected(exc.reason, appStatus=exc.status) from None
 
     def store(
         self,

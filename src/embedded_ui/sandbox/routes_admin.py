@@ -16,6 +16,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery
 
 from embedded_ui.sandbox import webhooks
+from embedded_ui.sandbox.config import API_KEY_PATTERN
 from embedded_ui.sandbox.deps import Sandbox
 from embedded_ui.sandbox.errors import SandboxError, read_json_object
 from embedded_ui.sandbox.store import IssuerMode, SandboxState, TokenEndpointMode
@@ -98,15 +99,24 @@ async def list_accounts(sandbox: Sandbox) -> dict[str, Any]:
 
 @post("/accounts", status_code=201)
 async def create_account(request: Request[Any, Any, Any], sandbox: Sandbox) -> dict[str, Any]:
-    """``{"name", "email"?}`` → a new account with its own API key."""
+    """``{"name", "email"?, "api_key"?}`` → a new account with its own API key (chosen by
+    the caller when given, so a test can plant a known canary value)."""
     body = await read_json_object(request)
-    name, email = body.get("name"), body.get("email")
+    name, email, api_key = body.get("name"), body.get("email"), body.get("api_key")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise SandboxError(422, "name is required: a string of at most 200 characters.")
     if email is not None and (not isinstance(email, str) or "@" not in email):
         raise SandboxError(422, "email must be an email address.")
+    if api_key is not None and (
+        not isinstance(api_key, str)
+        or not API_KEY_PATTERN.fullmatch(api_key)
+        or sandbox.account_by_api_key(api_key) is not None
+    ):
+        raise SandboxError(
+            422, "api_key must be a new key of the form sbx_ + 16-64 letters/digits."
+        )
     slug = "".join(ch for ch in name.lower() if ch.isalnum()) or "store"
-    account = sandbox.add_account(name.strip(), email or f"owner@{slug}.test")
+    account = sandbox.add_account(name.strip(), email or f"owner@{slug}.test", api_key)
     return {**account.public(), "api_key": account.api_key}
 
 
