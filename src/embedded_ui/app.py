@@ -23,20 +23,24 @@ from litestar.types import (
     Scope,
     Send,
 )
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from swagger_ui_bundle import swagger_ui_path
 
 from embedded_ui import __version__
 from embedded_ui.api import alias_api_version, api_router, app_icon, health, jwks
 from embedded_ui.catalog import load_catalog
+from embedded_ui.cors import handle_cors
 from embedded_ui.credentials import Vault
 from embedded_ui.errors import exception_handlers
 from embedded_ui.headers import security_headers
 from embedded_ui.integrations.cache import ReleasedCache
 from embedded_ui.logs import configure_logging
+from embedded_ui.modal import hosted_install, modal_api_router, modal_page
 from embedded_ui.paths import STATIC_DIR
 from embedded_ui.security import UserTokens, create_rate_limiter
 from embedded_ui.settings import Settings
 from embedded_ui.store import create_db_config, create_engine, migrate
+from embedded_ui.workspaces.embedding import OriginPolicies
 
 
 class EmbeddedUI(Litestar):
@@ -49,7 +53,16 @@ class EmbeddedUI(Litestar):
         send: Send | LifeSpanSend,
     ) -> None:
         if scope["type"] == ScopeType.HTTP:
-            alias_api_version(cast("Scope", scope))
+            http_scope = cast("Scope", scope)
+            alias_api_version(http_scope)
+            await handle_cors(
+                http_scope,
+                cast("Receive", receive),
+                cast("Send", send),
+                self.state.origin_policies,
+                super().__call__,
+            )
+            return
         await super().__call__(scope, receive, send)
 
 
@@ -76,6 +89,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return EmbeddedUI(
         route_handlers=[
             api_router(),
+            modal_api_router(),
+            modal_page,
+            hosted_install,
             health,
             jwks,
             app_icon,
@@ -101,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "apps": load_catalog(),
                 "vault": Vault(settings.vault_keys),
                 "released_cache": ReleasedCache(),
+                "origin_policies": OriginPolicies(async_sessionmaker(engine)),
             }
         ),
         exception_handlers=exception_handlers,

@@ -23,6 +23,7 @@ from embedded_ui.integrations import Change, DefinitionError, IntegrationService
 from embedded_ui.settings import Settings, SettingsError, new_key_value
 from embedded_ui.store import ENVIRONMENTS, Scope, create_engine, current_revision, migrate
 from embedded_ui.workspaces import WorkspaceService, describe_key
+from embedded_ui.workspaces.embedding import EmbeddingService
 
 T = TypeVar("T")
 
@@ -320,6 +321,56 @@ def release_command(
         return await IntegrationService(session, scope).release(list(workflow_keys) or None)
 
     _print_changes(as_json, _run(work), False)
+
+
+@main.group()
+def origins() -> None:
+    """Web origins allowed to embed an environment (modal framing and browser API calls)."""
+
+
+@origins.command("set")
+@click.argument("allowed", nargs=-1, metavar="ORIGIN...")
+@_tenant_options
+@json_option
+def origins_set(
+    allowed: tuple[str, ...], workspace_ref: str, environment: str, as_json: bool
+) -> None:
+    """Replace the allowed origins (none: loopback in development, nothing in production)."""
+
+    async def work(session: AsyncSession) -> tuple[list[str], str]:
+        service = EmbeddingService(
+            session, await _scope(session, workspace_ref, environment), actor="cli"
+        )
+        saved = await service.set_allowed_origins(allowed)
+        return saved, service.policy(saved).frame_ancestors
+
+    saved, ancestors = _run(work)
+    _emit(
+        as_json,
+        {"environment": environment, "allowedOrigins": saved, "frameAncestors": ancestors},
+        f"{environment}: {', '.join(saved) or '(none)'} (frame-ancestors {ancestors})",
+    )
+
+
+@origins.command("list")
+@_tenant_options
+@json_option
+def origins_list(workspace_ref: str, environment: str, as_json: bool) -> None:
+    """Show the allowed origins."""
+
+    async def work(session: AsyncSession) -> tuple[list[str], str]:
+        service = EmbeddingService(
+            session, await _scope(session, workspace_ref, environment), actor="cli"
+        )
+        saved = await service.allowed_origins()
+        return saved, service.policy(saved).frame_ancestors
+
+    saved, ancestors = _run(work)
+    _emit(
+        as_json,
+        {"environment": environment, "allowedOrigins": saved, "frameAncestors": ancestors},
+        "\n".join(saved) or f"(none: frame-ancestors {ancestors})",
+    )
 
 
 @main.group()

@@ -14,7 +14,9 @@ from litestar.types import ControllerRouterHandler, Scope
 from embedded_ui.api.auth import AuthMiddleware, Principal, provide_principal
 from embedded_ui.api.catalog import CatalogController, app_icon
 from embedded_ui.api.credentials import CredentialsController
+from embedded_ui.api.environment import EnvironmentController
 from embedded_ui.api.headless import HeadlessController
+from embedded_ui.api.install_links import InstallLinksController
 from embedded_ui.api.integrations import (
     IntegrationsController,
     UserWorkflowsController,
@@ -39,6 +41,8 @@ _HANDLERS: list[ControllerRouterHandler] = [
     CredentialsController,
     CatalogController,
     ManageController,
+    EnvironmentController,
+    InstallLinksController,
 ]
 
 

@@ -5,11 +5,26 @@ from __future__ import annotations
 
 from litestar import Router
 from litestar.di import Provide
-from litestar.types import ControllerRouterHandler
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, ControllerRouterHandler, Receive, Scope, Send
 
 from embedded_ui.api.auth import AuthMiddleware, provide_principal
+from embedded_ui.errors import Forbidden
+from embedded_ui.modal.routes import ModalController, hosted_install, modal_page
 
-MODAL_API_HANDLERS: list[ControllerRouterHandler] = []
+MODAL_API_HANDLERS: list[ControllerRouterHandler] = [ModalController]
+
+
+class JsonWritesOnly(ASGIMiddleware):
+    """A write must be ``application/json``: a cross-site form or ``text/plain`` post (the only
+    kinds a browser sends without a preflight) is refused with 403 before anything else."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if scope.get("method") not in ("GET", "HEAD", "OPTIONS"):
+            content_type = dict(scope["headers"]).get(b"content-type", b"")
+            if content_type.split(b";")[0].strip().lower() != b"application/json":
+                raise Forbidden("Send JSON (Content-Type: application/json) with the user token.")
+        await next_app(scope, receive, send)
 
 
 def modal_api_router() -> Router:
@@ -19,8 +34,11 @@ def modal_api_router() -> Router:
     return Router(
         path="/modal/api",
         route_handlers=MODAL_API_HANDLERS,
-        middleware=[AuthMiddleware()],
+        middleware=[JsonWritesOnly(), AuthMiddleware()],
         dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
         opt={"auth": "user"},
         include_in_schema=False,
     )
+
+
+__all__ = ["MODAL_API_HANDLERS", "hosted_install", "modal_api_router", "modal_page"]
