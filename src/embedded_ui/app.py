@@ -32,6 +32,8 @@ from embedded_ui.errors import exception_handlers
 from embedded_ui.headers import security_headers
 from embedded_ui.integrations.cache import ReleasedCache
 from embedded_ui.logs import configure_logging
+from embedded_ui.modal import modal_api_router
+from embedded_ui.oauth.routes import POPUP_HANDLERS
 from embedded_ui.paths import STATIC_DIR
 from embedded_ui.security import UserTokens, create_rate_limiter
 from embedded_ui.settings import Settings
@@ -72,6 +74,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return EmbeddedUI(
         route_handlers=[
             api_router(),
+            modal_api_router(),
+            *POPUP_HANDLERS,
             health,
             jwks,
             app_icon,

@@ -22,6 +22,7 @@ from embedded_ui.api.integrations import (
 )
 from embedded_ui.api.manage import ManageController
 from embedded_ui.api.meta import health, jwks
+from embedded_ui.api.oauth_clients import OAuthClientsController
 from embedded_ui.api.session import LegacyUserTokenController, SessionController
 from embedded_ui.api.users import UsersController
 
@@ -39,6 +40,7 @@ _HANDLERS: list[ControllerRouterHandler] = [
     CredentialsController,
     CatalogController,
     ManageController,
+    OAuthClientsController,
 ]
 
 

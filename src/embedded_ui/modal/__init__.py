@@ -8,8 +8,9 @@ from litestar.di import Provide
 from litestar.types import ControllerRouterHandler
 
 from embedded_ui.api.auth import AuthMiddleware, provide_principal
+from embedded_ui.oauth.routes import OAuthFlowsController
 
-MODAL_API_HANDLERS: list[ControllerRouterHandler] = []
+MODAL_API_HANDLERS: list[ControllerRouterHandler] = [OAuthFlowsController]
 
 
 def modal_api_router() -> Router:
