@@ -76,7 +76,7 @@ class OAuthFlowsController(Controller):
 
     @post("/", status_code=201)
     async def create_flow(
-        self, data: JSONBody[FlowIn], principal: Principal, flow_service: Flows
+        self, data: JSONBody[FlowIn], principal: NamedDependency[Principal], flow_service: Flows
     ) -> FlowCreatedOut:
         flow = await flow_service.create(
             _user_id(principal), data.app, data.purpose, data.connection
@@ -85,13 +85,13 @@ class OAuthFlowsController(Controller):
 
     @get("/{flow_id:str}")
     async def read_flow(
-        self, flow_id: FromPath[str], principal: Principal, flow_service: Flows
+        self, flow_id: FromPath[str], principal: NamedDependency[Principal], flow_service: Flows
     ) -> FlowStatusOut:
         return _status(describe_flow(await flow_service.get(_user_id(principal), flow_id)))
 
     @post("/{flow_id:str}/cancel", status_code=200)
     async def cancel_flow(
-        self, flow_id: FromPath[str], principal: Principal, flow_service: Flows
+        self, flow_id: FromPath[str], principal: NamedDependency[Principal], flow_service: Flows
     ) -> FlowStatusOut:
         return _status(describe_flow(await flow_service.cancel(_user_id(principal), flow_id)))
 
