@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import secrets
 import shutil
@@ -22,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,7 +40,7 @@ REDIS_URL = os.environ.get("EMBEDDED_UI_TEST_REDIS_URL")
 TEST_SIGNING_SEED = base64.urlsafe_b64encode(b"\x01" * 32).rstrip(b"=").decode()
 TEST_SIGNING_KEYS = f"test-1:{TEST_SIGNING_SEED}"
 PUBLIC_URL = "http://embedded-ui.test"
-SANDBOX_CLIENT_SECRET = "test-sandbox-client-secret"
+SANDBOX_CLIENT_ID = "embedded-ui-demo"
 
 
 def _asyncpg_url(url: str) -> str:
@@ -138,15 +138,18 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 20) ->
         return process.wait(timeout=timeout)
 
 
-@dataclass(frozen=True)
+@dataclass
 class SandboxProcess:
     """A real `embedded-ui sandbox` process on loopback: the app credentials are verified
-    against, and the OAuth provider of the OAuth tests."""
+    against, and the OAuth provider of the OAuth tests. Its secrets are new on every run, so
+    they double as canaries."""
 
     url: str
     admin_secret: str
     client_id: str
     client_secret: str
+    api_key: str
+    """The demo account's key (the account OAuth consent approves for)."""
     planted: set[str] = field(default_factory=set)
 
     @property
@@ -167,32 +170,55 @@ class SandboxProcess:
         self.planted.add(key)
         return key
 
-    def stats(self) -> dict[str, int]:
+    def reset(self) -> None:
+        """Everything back to how the process started: accounts, grants, counters, switches."""
+        response = httpx.post(f"{self.url}/_sandbox/reset", headers=self.admin, timeout=10)
+        assert response.status_code == 200, response.text
+        self.planted.clear()
+
+    def behave(self, **settings: Any) -> None:
+        response = httpx.post(
+            f"{self.url}/_sandbox/behaviour", json=settings, headers=self.admin, timeout=10
+        )
+        assert response.status_code == 200, response.text
+
+    def stats(self) -> dict[str, Any]:
         response = httpx.get(f"{self.url}/_sandbox/stats", headers=self.admin, timeout=10)
         response.raise_for_status()
-        counted: dict[str, int] = response.json()
+        counted: dict[str, Any] = response.json()
         return counted
 
 
+Sandbox = SandboxProcess
+
+
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+def sandbox_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
     """One sandbox process per test process, started on first use and stopped at the end."""
     port = free_port()
     workdir = tmp_path_factory.mktemp("sandbox")
-    admin_secret = "sbxadm_" + secrets.token_urlsafe(16)
+    sandbox = SandboxProcess(
+        url=f"http://127.0.0.1:{port}",
+        admin_secret="sbxadm_" + secrets.token_hex(12),
+        client_id=SANDBOX_CLIENT_ID,
+        client_secret="canary-client-secret-" + secrets.token_hex(12),
+        api_key="sbx_" + secrets.token_hex(12),
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_UI_")}
     env.update(
         {
             "PYTHONUNBUFFERED": "1",
-            "EMBEDDED_UI_SANDBOX_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
-            "EMBEDDED_UI_SANDBOX_ADMIN_SECRET": admin_secret,
+            "EMBEDDED_UI_SANDBOX_CLIENT_ID": sandbox.client_id,
+            "EMBEDDED_UI_SANDBOX_CLIENT_SECRET": sandbox.client_secret,
+            "EMBEDDED_UI_SANDBOX_ADMIN_SECRET": sandbox.admin_secret,
+            "EMBEDDED_UI_SANDBOX_API_KEY": sandbox.api_key,
             "EMBEDDED_UI_SANDBOX_REDIRECT_URIS": f"{PUBLIC_URL}/oauth/callback/sandbox",
         }
     )
     log = workdir / "sandbox.log"
     with log.open("wb") as output:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "embedded_ui", "sandbox", "--port", str(port), "--json"],
+            [sys.executable, "-m", "embedded_ui", "sandbox", "--port", str(port)],
             cwd=workdir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -200,29 +226,34 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 45
         while True:
             if process.poll() is not None:
                 pytest.fail(f"the sandbox exited at start:\n{log.read_text()}")
             with suppress(httpx.TransportError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                if httpx.get(f"{sandbox.url}/health", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 pytest.fail(f"the sandbox did not answer /health in time:\n{log.read_text()}")
             time.sleep(0.1)
-        printed = json.loads(log.read_text().splitlines()[0])
-        yield SandboxProcess(url, admin_secret, printed["clientId"], SANDBOX_CLIENT_SECRET)
+        yield sandbox
     finally:
         stop_process_group(process)
 
 
 @pytest.fixture
-def settings(database_url: str, sandbox: SandboxProcess) -> Settings:
+def sandbox(sandbox_process: SandboxProcess) -> SandboxProcess:
+    """The sandbox, reset: no accounts but the demo one, no grants, zero counters."""
+    sandbox_process.reset()
+    return sandbox_process
+
+
+@pytest.fixture
+def settings(database_url: str, sandbox_process: SandboxProcess) -> Settings:
     return Settings.from_env(
         {
-            "EMBEDDED_UI_SANDBOX_PUBLIC_URL": sandbox.url,
+            "EMBEDDED_UI_SANDBOX_PUBLIC_URL": sandbox_process.url,
             "EMBEDDED_UI_DATABASE_URL": database_url,
             "EMBEDDED_UI_SIGNING_KEYS": TEST_SIGNING_KEYS,
             "EMBEDDED_UI_PUBLIC_URL": PUBLIC_URL,

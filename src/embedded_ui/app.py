@@ -36,6 +36,7 @@ from embedded_ui.headers import security_headers
 from embedded_ui.integrations.cache import ReleasedCache
 from embedded_ui.logs import configure_logging
 from embedded_ui.modal import hosted_install, modal_api_router, modal_page
+from embedded_ui.oauth.routes import POPUP_HANDLERS
 from embedded_ui.paths import STATIC_DIR
 from embedded_ui.security import UserTokens, create_rate_limiter
 from embedded_ui.settings import Settings
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             modal_api_router(),
             modal_page,
             hosted_install,
+            *POPUP_HANDLERS,
             health,
             jwks,
             app_icon,

@@ -416,3 +416,95 @@ def keygen_vault(kid: str | None) -> None:
     from datetime import UTC, datetime
 
     click.echo(new_key_value(kid or datetime.now(UTC).strftime("v%Y%m%d%H%M%S")))
+
+
+@main.group("oauth-clients")
+def oauth_clients() -> None:
+    """Your OAuth client (id and secret) at each app, per environment."""
+
+
+def _oauth_client_service(session: AsyncSession, scope: Scope) -> Any:
+    from embedded_ui.oauth import OAuthClientService
+
+    return OAuthClientService(
+        session, scope, Vault(_settings().vault_keys), load_catalog(), actor="cli"
+    )
+
+
+def _read_secret(path: str) -> str:
+    """The client secret from a file, or from standard input with ``-``: never an argument,
+    which any user on the machine could read in the process list."""
+    try:
+        raw = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        message = f"--client-secret-file: cannot read {path}: {exc.strerror}"
+        raise click.ClickException(message) from None
+    secret = raw.strip()
+    if not secret:
+        raise click.ClickException("--client-secret-file: the secret is empty.")
+    return secret
+
+
+@oauth_clients.command("set")
+@_tenant_options
+@click.option("--app", "app_key", required=True, help="The catalog app, e.g. hubspot.")
+@click.option("--client-id", required=True, help="The client id the app gave you.")
+@click.option(
+    "--client-secret-file",
+    required=True,
+    help="File holding the client secret, or - to read it from standard input.",
+)
+@json_option
+def oauth_clients_set(
+    workspace_ref: str,
+    environment: str,
+    app_key: str,
+    client_id: str,
+    client_secret_file: str,
+    as_json: bool,
+) -> None:
+    """Save the OAuth client for APP (replaces any earlier one). The secret is encrypted."""
+    from embedded_ui.oauth import describe_oauth_client
+
+    secret = _read_secret(client_secret_file)
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        scope = await _scope(session, workspace_ref, environment)
+        row = await _oauth_client_service(session, scope).set(app_key, client_id, secret)
+        return describe_oauth_client(row)
+
+    result = _run(work)
+    _emit(as_json, result, f"OAuth client for {result['app']} saved ({environment}).")
+
+
+@oauth_clients.command("list")
+@_tenant_options
+@json_option
+def oauth_clients_list(workspace_ref: str, environment: str, as_json: bool) -> None:
+    """List the environment's OAuth clients (never their secrets)."""
+    from embedded_ui.oauth import describe_oauth_client
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        scope = await _scope(session, workspace_ref, environment)
+        return [
+            describe_oauth_client(r) for r in await _oauth_client_service(session, scope).list()
+        ]
+
+    rows = _run(work)
+    lines = [f"{r['app']:<16} {r['clientId']}  updated {r['updatedAt']}" for r in rows]
+    _emit(as_json, rows, "\n".join(lines) or "No OAuth clients.")
+
+
+@oauth_clients.command("delete")
+@_tenant_options
+@click.option("--app", "app_key", required=True, help="The catalog app.")
+@json_option
+def oauth_clients_delete(workspace_ref: str, environment: str, app_key: str, as_json: bool) -> None:
+    """Delete the OAuth client for APP; new OAuth flows for it fail until one is set."""
+
+    async def work(session: AsyncSession) -> None:
+        scope = await _scope(session, workspace_ref, environment)
+        await _oauth_client_service(session, scope).delete(app_key)
+
+    _run(work)
+    _emit(as_json, {"app": app_key, "deleted": True}, f"OAuth client for {app_key} deleted.")

@@ -338,3 +338,58 @@ def test_invalid_settings_fail_at_start_naming_the_variable(
     assert_fails_cleanly(result, variable)
     assert result.stdout == ""
     assert not database.exists()
+
+
+# --- OAuth clients --------------------------------------------------------------------------
+
+
+def test_oauth_clients_set_list_delete_with_the_secret_from_a_file_or_stdin(
+    cli: Cli, tmp_path: Path
+) -> None:
+    cli("workspace", "create", "acme")
+    tenant = ("--workspace", "acme", "--environment", "development")
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text("canary-cli-secret-1\n")
+    saved = cli(
+        "oauth-clients", "set", *tenant, "--app", "hubspot", "--client-id", "hub-id",
+        "--client-secret-file", str(secret_file), "--json",
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.explain()
+    assert saved.json()["app"] == "hubspot" and saved.json()["clientId"] == "hub-id"
+
+    from_stdin = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "embedded_ui", "oauth-clients", "set", *tenant,
+         "--app", "sandbox", "--client-id", "sbx-id", "--client-secret-file", "-"],
+        input="canary-cli-secret-2\n",
+        env={**cli.env, "EMBEDDED_UI_DATABASE_URL": cli.database_url},
+        cwd=cli.cwd, capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert from_stdin.stdout.strip() == "OAuth client for sandbox saved (development)."
+
+    listed = cli("oauth-clients", "list", *tenant, "--json")
+    assert [(r["app"], r["clientId"]) for r in listed.json()] == [
+        ("hubspot", "hub-id"),
+        ("sandbox", "sbx-id"),
+    ]
+    assert set(listed.json()[0]) == {"app", "clientId", "createdAt", "updatedAt"}
+    production = cli("oauth-clients", "list", "-w", "acme", "-e", "production", "--json")
+    assert production.json() == []
+
+    deleted = cli("oauth-clients", "delete", *tenant, "--app", "hubspot", "--json")
+    assert deleted.json() == {"app": "hubspot", "deleted": True}
+    assert_fails_cleanly(
+        cli("oauth-clients", "delete", *tenant, "--app", "hubspot"), "No OAuth client"
+    )
+    assert_fails_cleanly(
+        cli("oauth-clients", "set", *tenant, "--app", "hubspot", "--client-id", "x",
+            "--client-secret-file", str(tmp_path / "missing")),
+        "--client-secret-file: cannot read",
+    )  # fmt: skip
+    no_plain_argument = cli(
+        "oauth-clients", "set", *tenant, "--app", "hubspot", "--client-id", "x",
+        "--client-secret", "visible-in-ps",
+    )  # fmt: skip
+    assert no_plain_argument.returncode == 2  # click: no such option
+    for result in (saved, listed, deleted):
+        assert "canary-cli-secret" not in result.stdout + result.stderr

@@ -24,6 +24,7 @@ from embedded_ui.api.integrations import (
 )
 from embedded_ui.api.manage import ManageController
 from embedded_ui.api.meta import health, jwks
+from embedded_ui.api.oauth_clients import OAuthClientsController
 from embedded_ui.api.session import LegacyUserTokenController, SessionController
 from embedded_ui.api.users import UsersController
 
@@ -43,6 +44,7 @@ _HANDLERS: list[ControllerRouterHandler] = [
     ManageController,
     EnvironmentController,
     InstallLinksController,
+    OAuthClientsController,
 ]
 
 

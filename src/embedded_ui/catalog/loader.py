@@ -102,6 +102,7 @@ def _scheme(raw: Mapping[str, Any]) -> AuthScheme:
         fields=_fields(raw.get("connection_fields", [])),
         authorize_url=raw["authorize_url"],
         token_url=raw["token_url"],
+        issuer=raw.get("issuer"),
         scopes=tuple(raw["scopes"]),
         scope_separator=raw.get("scope_separator", " "),
         pkce=raw.get("pkce", True),
@@ -188,7 +189,12 @@ def _semantic_problem(app: App, path: Path) -> str | None:
             if missing:
                 return f"{name}: auth[{index}] ({scheme.type}) cannot fill {sorted(missing)}"
         url_names = placeholders(
-            [scheme.authorize_url or "", scheme.token_url or "", scheme.authorize_params]
+            [
+                scheme.authorize_url or "",
+                scheme.token_url or "",
+                scheme.issuer or "",
+                scheme.authorize_params,
+            ]
         )
         missing = url_names - {f.name for f in scheme.fields} - SERVICE_VARIABLES
         if missing:

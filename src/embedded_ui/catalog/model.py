@@ -27,6 +27,9 @@ class AuthScheme:
     """Credential fields (api_key/basic/custom) or connection fields asked before OAuth."""
     authorize_url: str | None = None
     token_url: str | None = None
+    issuer: str | None = None
+    """The authorization server's issuer (RFC 9207): when set, the callback's `iss` must equal
+    it. A template, like the URLs (the sandbox's is ``{sandbox_url}``)."""
     scopes: tuple[str, ...] = ()
     scope_separator: str = " "
     pkce: bool = True

@@ -34,27 +34,30 @@ def _scheme(app: App, auth_type: str) -> AuthScheme:
     raise InvalidRequest(f"type: {app.name} takes {offered}, not {auth_type!r}.", field="type")
 
 
-def check_fields(scheme: AuthScheme, data: Mapping[str, Any]) -> dict[str, str]:
+def check_fields(
+    scheme: AuthScheme, data: Mapping[str, Any], prefix: str = "data"
+) -> dict[str, str]:
     """Every declared field present, nothing else, each matching its pattern. Messages name
-    the field and never repeat the value (it may be a secret)."""
+    the field (under ``prefix``, the body member holding them) and never repeat the value (it
+    may be a secret)."""
     declared = {field.name: field for field in scheme.fields}
     unknown = sorted(set(data) - set(declared))
     if unknown:
         raise InvalidRequest(
-            f"data.{unknown[0]}: not a field of this credential.", field=unknown[0]
+            f"{prefix}.{unknown[0]}: not a field of this credential.", field=unknown[0]
         )
     clean: dict[str, str] = {}
     for name, field in declared.items():
         value = data.get(name)
         if not isinstance(value, str) or not value.strip():
-            raise InvalidRequest(f"data.{name}: {field.label} is required.", field=name)
+            raise InvalidRequest(f"{prefix}.{name}: {field.label} is required.", field=name)
         value = value.strip()
         if len(value) > MAX_FIELD_LENGTH:
-            raise InvalidRequest(f"data.{name}: {field.label} is too long.", field=name)
+            raise InvalidRequest(f"{prefix}.{name}: {field.label} is too long.", field=name)
         if field.pattern and not re.fullmatch(field.pattern, value):
             hint = f" (for example {field.example})" if field.example and not field.secret else ""
             raise InvalidRequest(
-                f"data.{name}: {field.label} does not have the expected format{hint}.",
+                f"{prefix}.{name}: {field.label} does not have the expected format{hint}.",
                 field=name,
             )
         clean[name] = value

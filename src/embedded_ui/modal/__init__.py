@@ -11,8 +11,9 @@ from litestar.types import ASGIApp, ControllerRouterHandler, Receive, Scope, Sen
 from embedded_ui.api.auth import AuthMiddleware, provide_principal
 from embedded_ui.errors import Forbidden
 from embedded_ui.modal.routes import ModalController, hosted_install, modal_page
+from embedded_ui.oauth.routes import OAuthFlowsController
 
-MODAL_API_HANDLERS: list[ControllerRouterHandler] = [ModalController]
+MODAL_API_HANDLERS: list[ControllerRouterHandler] = [ModalController, OAuthFlowsController]
 
 
 class JsonWritesOnly(ASGIMiddleware):
