@@ -33,6 +33,7 @@ from embedded_ui.headers import security_headers
 from embedded_ui.integrations.cache import ReleasedCache
 from embedded_ui.logs import configure_logging
 from embedded_ui.paths import STATIC_DIR
+from embedded_ui.sdk import sdk_handlers
 from embedded_ui.security import UserTokens, create_rate_limiter
 from embedded_ui.settings import Settings
 from embedded_ui.store import create_db_config, create_engine, migrate
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             health,
             jwks,
             app_icon,
+            *sdk_handlers(),
             create_static_files_router(
                 "/static", directories=[STATIC_DIR], include_in_schema=False
             ),
