@@ -111,9 +111,14 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log: Pa
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of a real `embedded-ui serve` on 127.0.0.1, private to this process."""
-    workdir = tmp_path_factory.mktemp("live-server")
+def live_server_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("live-server")
+
+
+@pytest.fixture(scope="session")
+def live_server_env(live_server_workdir: Path) -> dict[str, str]:
+    """The live server's environment: the CLI run with it works on the same database."""
+    workdir = live_server_workdir
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_UI_")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # let Granian's worker reuse compiled bytecode
     env |= {
@@ -123,6 +128,13 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "EMBEDDED_UI_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'embedded-ui.sqlite3'}",
         "EMBEDDED_UI_LOG_LEVEL": "WARNING",
     }
+    return env
+
+
+@pytest.fixture(scope="session")
+def live_server(live_server_workdir: Path, live_server_env: dict[str, str]) -> Iterator[str]:
+    """The base URL of a real `embedded-ui serve` on 127.0.0.1, private to this process."""
+    workdir, env = live_server_workdir, live_server_env
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     log = workdir / "server.log"

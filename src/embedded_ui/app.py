@@ -38,6 +38,7 @@ from embedded_ui.logs import configure_logging
 from embedded_ui.modal import hosted_install, modal_api_router, modal_page
 from embedded_ui.oauth.routes import POPUP_HANDLERS
 from embedded_ui.paths import STATIC_DIR
+from embedded_ui.sdk import sdk_handlers
 from embedded_ui.security import UserTokens, create_rate_limiter
 from embedded_ui.settings import Settings
 from embedded_ui.store import create_db_config, create_engine, migrate
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             health,
             jwks,
             app_icon,
+            *sdk_handlers(),
             create_static_files_router(
                 "/static", directories=[STATIC_DIR], include_in_schema=False
             ),
