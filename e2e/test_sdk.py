@@ -578,7 +578,6 @@ def test_api_calls_reach_the_real_service_with_the_token_in_a_header(
     )
 
 
-@pytest.mark.xfail(strict=True, reason="CORS on the user-token routes lands with the modal branch")
 def test_get_integrations_from_another_origin_without_help(
     sdk_page: Page, isv: str, end_user: dict[str, str], tokens_used: list[str]
 ) -> None:
