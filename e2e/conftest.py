@@ -8,6 +8,7 @@ port with its own SQLite file, and its whole process group is stopped at the end
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +118,73 @@ def live_server_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def live_server_env(live_server_workdir: Path) -> dict[str, str]:
+def live_server_port() -> int:
+    return _free_port()
+
+
+@dataclass(frozen=True)
+class E2ESandbox:
+    """The sandbox app as a real process: the OAuth provider and commerce API of the tests."""
+
+    url: str
+    client_id: str
+    client_secret: str
+    admin_secret: str
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"X-Sandbox-Admin": self.admin_secret}
+
+    def new_key(self, name: str = "E2E Store") -> str:
+        response = httpx.post(
+            f"{self.url}/_sandbox/accounts", json={"name": name}, headers=self.admin, timeout=10
+        )
+        response.raise_for_status()
+        key: str = response.json()["api_key"]
+        return key
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(live_server_workdir: Path, live_server_port: int) -> Iterator[E2ESandbox]:
+    """`embedded-ui sandbox` on its own loopback port, redirecting to the live server."""
+    port = _free_port()
+    sandbox = E2ESandbox(
+        url=f"http://127.0.0.1:{port}",
+        client_id="embedded-ui-e2e",
+        client_secret="e2e-canary-client-secret-" + secrets.token_hex(8),
+        admin_secret="sbxadm_" + secrets.token_hex(12),
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_UI_")}
+    env |= {
+        "PYTHONUNBUFFERED": "1",
+        "EMBEDDED_UI_SANDBOX_CLIENT_ID": sandbox.client_id,
+        "EMBEDDED_UI_SANDBOX_CLIENT_SECRET": sandbox.client_secret,
+        "EMBEDDED_UI_SANDBOX_ADMIN_SECRET": sandbox.admin_secret,
+        "EMBEDDED_UI_SANDBOX_REDIRECT_URIS": (
+            f"http://127.0.0.1:{live_server_port}/oauth/callback/sandbox"
+        ),
+    }
+    log = live_server_workdir / "sandbox.log"
+    with ExitStack() as stack:
+        output = stack.enter_context(log.open("wb"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "embedded_ui", "sandbox", "--port", str(port)],
+            cwd=live_server_workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        stack.callback(_stop, process)
+        _wait_until_healthy(process, sandbox.url, log)
+        yield sandbox
+
+
+@pytest.fixture(scope="session")
+def live_server_env(
+    live_server_workdir: Path, live_server_port: int, sandbox_server: E2ESandbox
+) -> dict[str, str]:
     """The live server's environment: the CLI run with it works on the same database."""
     workdir = live_server_workdir
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_UI_")}
@@ -125,6 +193,9 @@ def live_server_env(live_server_workdir: Path) -> dict[str, str]:
         "PYTHONPYCACHEPREFIX": str(workdir / "pycache"),
         "PYTHONUNBUFFERED": "1",
         "EMBEDDED_UI_HOST": "127.0.0.1",
+        "EMBEDDED_UI_PORT": str(live_server_port),
+        "EMBEDDED_UI_PUBLIC_URL": f"http://127.0.0.1:{live_server_port}",
+        "EMBEDDED_UI_SANDBOX_PUBLIC_URL": sandbox_server.url,
         "EMBEDDED_UI_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'embedded-ui.sqlite3'}",
         "EMBEDDED_UI_LOG_LEVEL": "WARNING",
     }
@@ -132,10 +203,12 @@ def live_server_env(live_server_workdir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def live_server(live_server_workdir: Path, live_server_env: dict[str, str]) -> Iterator[str]:
+def live_server(
+    live_server_workdir: Path, live_server_env: dict[str, str], live_server_port: int
+) -> Iterator[str]:
     """The base URL of a real `embedded-ui serve` on 127.0.0.1, private to this process."""
     workdir, env = live_server_workdir, live_server_env
-    port = _free_port()
+    port = live_server_port
     base_url = f"http://127.0.0.1:{port}"
     log = workdir / "server.log"
     with ExitStack() as stack:
