@@ -21,10 +21,19 @@ import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from oauth_support import (  # noqa: F401 - sandbox fixtures
+    PUBLIC_URL,
+    OAuthDriver,
+    Sandbox,
+    make_driver,
+    query_of,
+    sandbox_fixture,
+    sandbox_process_fixture,
+    service_logs,
+)
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from conftest import PUBLIC_URL, OAuthDriver, Sandbox, make_driver, query_of, service_logs
 from embedded_ui.catalog import load_catalog
 from embedded_ui.credentials import Vault
 from embedded_ui.oauth import fresh_secret, provider

@@ -18,9 +18,15 @@ import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from oauth_support import (  # noqa: F401 - sandbox fixtures
+    OAuthDriver,
+    Sandbox,
+    make_driver,
+    sandbox_fixture,
+    sandbox_process_fixture,
+)
 from sqlalchemy import select, update
 
-from conftest import OAuthDriver, Sandbox, make_driver
 from embedded_ui.catalog import load_catalog
 from embedded_ui.credentials import Vault
 from embedded_ui.oauth import CredentialBroken, ProviderUnavailable, fresh_secret

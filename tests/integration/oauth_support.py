@@ -1,6 +1,7 @@
-"""Fixtures for the OAuth tests: the sandbox as a real process, and a driver that plays the
-browser through the whole popup flow (the service's pages with the test client, the sandbox's
-consent page with httpx over real HTTP).
+"""Helpers and fixtures for the OAuth tests, which import them (a conftest here would shadow
+the module name other tests import from): the sandbox as a real process, and a driver that
+plays the browser through the whole popup flow (the service's pages with the test client, the
+sandbox's consent page with httpx over real HTTP).
 
 The sandbox runs once per test process (``embedded-ui sandbox`` on a free loopback port) and is
 reset before each test that asks for it; the service talks to it over real HTTP.
@@ -70,8 +71,8 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-def sandbox_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+@pytest.fixture(scope="session", name="sandbox_process")
+def sandbox_process_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     port = _free_port()
     sandbox = Sandbox(
         url=f"http://127.0.0.1:{port}",
@@ -118,8 +119,8 @@ def sandbox_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbo
             process.wait(timeout=20)
 
 
-@pytest.fixture
-def sandbox(sandbox_process: Sandbox) -> Sandbox:
+@pytest.fixture(name="sandbox")
+def sandbox_fixture(sandbox_process: Sandbox) -> Sandbox:
     """The sandbox, reset: no grants, zero counters, every switch normal."""
     sandbox_process.reset()
     return sandbox_process
