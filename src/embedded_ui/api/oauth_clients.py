@@ -54,7 +54,7 @@ class OAuthClientsController(Controller):
     tags = ["OAuth clients"]
     dependencies = {"oauth_client_service": Provide(provide_oauth_clients, sync_to_thread=False)}
 
-    @get("/", summary="List the environment's OAuth clients")
+    @get("/", summary="List the environment's OAuth clients", responses=error_responses())
     async def list_oauth_clients(self, oauth_client_service: OAuthClients) -> OAuthClientListOut:
         return OAuthClientListOut([_out(row) for row in await oauth_client_service.list()])
 
