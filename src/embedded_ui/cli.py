@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -99,14 +100,27 @@ def sandbox(host: str | None, port: int | None, as_json: bool) -> None:
 
 @main.command()
 @click.option("--port", type=int, help="Port to bind (EMBEDDED_UI_PORT).")
-def demo(port: int | None) -> None:
-    """Set up a demo workspace, print a development API key, and serve."""
-    from embedded_ui.demo import prepare_demo
+@click.option(
+    "--page-port", type=int, help="Port of the demo ISV page (default: the service's port + 2)."
+)
+def demo(port: int | None, page_port: int | None) -> None:
+    """Set up a demo workspace, start the sandbox app and a demo ISV page, and serve."""
+    from embedded_ui.demo import DemoSandbox, prepare_demo
+    from embedded_ui.demo_host import DemoHost
     from embedded_ui.server import run_server
 
+    if port is not None:
+        # Granian's workers read the environment again: give them the port and the URL.
+        os.environ["EMBEDDED_UI_PORT"] = str(port)
     settings = _settings()
-    key = asyncio.run(prepare_demo(settings))
-    base = settings.public_url if port is None else f"http://{settings.host}:{port}"
+    sandbox = DemoSandbox(settings).start()
+    try:
+        key = asyncio.run(prepare_demo(settings))
+        host = DemoHost(settings.public_url, key, port=page_port or settings.port + 2).start()
+    except BaseException:
+        sandbox.stop()
+        raise
+    base = settings.public_url
     click.echo(
         "\n".join(
             [
@@ -115,6 +129,8 @@ def demo(port: int | None) -> None:
                 f"  Service:          {base}",
                 f"  API reference:    {base}/schema",
                 f"  Development key:  {key}",
+                f"  Demo ISV page:    {host.url}   <- open this, sign in, press Install",
+                f"  Sandbox app:      {sandbox.url}  (API key {sandbox.api_key})",
                 "",
                 "  Try it:",
                 f"    curl -s -X POST {base}/2024-03/users \\",
@@ -125,7 +141,11 @@ def demo(port: int | None) -> None:
         )
     )
     sys.stdout.flush()
-    run_server(settings, port=port)
+    try:
+        run_server(settings)
+    finally:
+        host.stop()
+        sandbox.stop()
 
 
 @main.group()

@@ -126,7 +126,7 @@ class Server:
 
 
 @contextmanager
-def running(command: str, tmp_path: Path, env: dict[str, str]) -> Iterator[Server]:
+def running(command: str, tmp_path: Path, env: dict[str, str], *extra: str) -> Iterator[Server]:
     """Run ``embedded-ui COMMAND --port <free port>`` on 127.0.0.1 until the block ends."""
     port = free_port()
     child_env = {
@@ -140,7 +140,7 @@ def running(command: str, tmp_path: Path, env: dict[str, str]) -> Iterator[Serve
         stdout = stack.enter_context(stdout_path.open("wb"))
         stderr = stack.enter_context(stderr_path.open("wb"))
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "embedded_ui", command, "--port", str(port)],
+            [sys.executable, "-m", "embedded_ui", command, "--port", str(port), *extra],
             cwd=tmp_path,
             env=child_env,
             stdin=subprocess.DEVNULL,
@@ -174,10 +174,38 @@ def test_serve_answers_health_and_stops_on_sigterm(
 
 
 def test_demo_prints_a_working_development_key(tmp_path: Path, base_env: dict[str, str]) -> None:
-    with running("demo", tmp_path, base_env) as server:
+    sandbox_url = f"http://127.0.0.1:{free_port()}"
+    page_url = f"http://127.0.0.1:{free_port()}"
+    env = {**base_env, "EMBEDDED_UI_SANDBOX_PUBLIC_URL": sandbox_url}
+    page_port = page_url.rsplit(":", 1)[1]
+    with running("demo", tmp_path, env, "--page-port", page_port) as server:
         key = server.wait_for_stdout(KEY_LINE)
         server.wait_until_healthy()
         assert f"Service:          {server.base_url}" in server.output()
+        assert f"Demo ISV page:    {page_url}" in server.output()
+
+        # The sandbox runs as the OAuth provider, and the demo page loads the SDK from us.
+        assert httpx.get(f"{sandbox_url}/health", timeout=5).status_code == 200
+        page = httpx.get(page_url, timeout=5)
+        assert page.status_code == 200
+        assert f'<script src="{server.base_url}/embedded.js"></script>' in page.text
+        token = httpx.get(f"{page_url}/token", params={"username": "page-user"}, timeout=10)
+        assert token.status_code == 200, token.text
+        integrations = httpx.get(
+            f"{server.base_url}/2024-03/integrations",
+            headers={"x-alloy-user-token": token.json()["token"]},
+            timeout=10,
+        )
+        apps = {i["app"] for i in integrations.json()["data"]}
+        assert apps == {"bigcommerce", "sandbox"}
+        # The sandbox's OAuth client is configured, so the modal can start a flow at once.
+        flow = httpx.post(
+            f"{server.base_url}/modal/api/oauth/flows",
+            json={"app": "sandbox", "purpose": "install", "connection": {}},
+            headers={"x-alloy-user-token": token.json()["token"]},
+            timeout=10,
+        )
+        assert flow.status_code == 201, flow.text
 
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.base_url, headers=headers, timeout=10.0) as client:
@@ -188,6 +216,8 @@ def test_demo_prints_a_working_development_key(tmp_path: Path, base_env: dict[st
 
             listed = client.get("/2022-09/users")
             assert listed.status_code == 200, listed.text
-            assert [u["userId"] for u in listed.json()["data"]] == [user["userId"]]
+            assert user["userId"] in [u["userId"] for u in listed.json()["data"]]
 
         assert server.stop() == 0, server.output()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{sandbox_url}/health", timeout=2)
