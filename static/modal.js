@@ -223,7 +223,12 @@
       });
     }
     stopWatching();
-    oauthPoll = { flowId: flowId, check: check, timer: window.setInterval(check, 1000) };
+    oauthPoll = {
+      flowId: flowId,
+      popup: popup,
+      check: check,
+      timer: window.setInterval(check, 1000),
+    };
   }
 
   function stopWatching() {
@@ -297,7 +302,12 @@
     var data = event.data;
     if (!data || typeof data !== "object" || typeof data.type !== "string") return;
     if (data.type === "eui:oauth") {
-      if (event.origin === window.location.origin && oauthPoll && data.flowId === oauthPoll.flowId) {
+      if (
+        event.origin === window.location.origin &&
+        oauthPoll &&
+        event.source === oauthPoll.popup &&
+        data.flowId === oauthPoll.flowId
+      ) {
         oauthPoll.check();
       }
       return;

@@ -78,6 +78,10 @@ class DemoHost:
                 if parts.path == "/":
                     page = render("demo/host.html", service_url=host.service_url)
                     self._send(200, page.encode(), "text/html; charset=utf-8")
+                elif parts.path == "/blank":
+                    # The smallest framed page: says it loaded (bench/modal.py's baseline).
+                    blank = b"<!doctype html><script>parent.postMessage('loaded', '*')</script>"
+                    self._send(200, blank, "text/html; charset=utf-8")
                 elif parts.path == "/token":
                     username = parse_qs(parts.query).get("username", [""])[0]
                     if not USERNAME.match(username):

@@ -12,7 +12,7 @@ every step that has nothing to ask.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +31,8 @@ from embedded_ui.store import Credential, OAuthFlow, User
 from embedded_ui.templating import render
 
 Operation = Literal["install", "edit", "update", "authenticate"]
+FreshSecret = Callable[[str, bool], Awaitable[dict[str, Any]]]
+"""``(credential id, force) → secret`` with an OAuth access token refreshed when due."""
 OPERATIONS = ("install", "edit", "update", "authenticate")
 ACTIONS = ("start", "choose", "credential", "use_credential", "oauth", "configure", "install")
 MAX_TITLE = 200
@@ -191,7 +193,9 @@ class ModalFlow:
         apps: Mapping[str, App],
         http: httpx.AsyncClient,
         service_values: Mapping[str, str],
+        fresh_oauth_secret: FreshSecret | None = None,
     ) -> None:
+        self._fresh_oauth_secret = fresh_oauth_secret
         self._session = session
         self._user = user
         self._installations = installations
@@ -503,7 +507,15 @@ class ModalFlow:
         credential = await self._own_credential(state.credential_id, plan.app.key)
         if credential is None:
             return loaded, failures
-        secret = self._credentials.secret(credential)
+        fresh = self._fresh_oauth_secret if credential.auth_type == "oauth2" else None
+        try:
+            secret = (
+                await fresh(credential.id, False)
+                if fresh is not None
+                else self._credentials.secret(credential)
+            )
+        except EmbeddedUIError as exc:
+            return loaded, dict.fromkeys(wanted, exc.message)
         for source in plan.app.option_sources:
             if source.key not in wanted:
                 continue
@@ -512,7 +524,17 @@ class ModalFlow:
                     self._http, plan.app, source, secret, self._service_values
                 )
             except AppCallFailed as exc:
-                failures[source.key] = exc.reason
+                if fresh is None or exc.status != 401:
+                    failures[source.key] = exc.reason
+                    continue
+                # The provider no longer takes this access token: refresh once and retry.
+                try:
+                    secret = await fresh(credential.id, True)
+                    loaded[source.key] = await load_options(
+                        self._http, plan.app, source, secret, self._service_values
+                    )
+                except (AppCallFailed, EmbeddedUIError) as retry:
+                    failures[source.key] = getattr(retry, "reason", None) or str(retry)
         return loaded, failures
 
     async def _configure_step(

@@ -20,6 +20,7 @@ from embedded_ui.errors import NotFound
 from embedded_ui.integrations import InstallationService
 from embedded_ui.modal.flow import ModalFlow, Params, State
 from embedded_ui.modal.links import InstallLinkService
+from embedded_ui.oauth import fresh_secret_for
 from embedded_ui.store import ENVIRONMENTS, Scope
 from embedded_ui.templating import render
 from embedded_ui.users import UserService
@@ -120,6 +121,9 @@ class ModalController(Controller):
             state.apps,
             state.http,
             service_values(state.settings),
+            fresh_oauth_secret=lambda credential_id, force: fresh_secret_for(
+                state, scope, credential_id, force=force
+            ),
         )
         params = Params.parse(data.get("operation"), data.get("params"))
         given = data.get("input") or {}
