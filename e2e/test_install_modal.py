@@ -242,6 +242,30 @@ def test_install_with_oauth_in_a_popup_calls_back_once_and_installs(
     assert not any("token=" in url for url in seen)
 
 
+def test_the_outcome_reaches_the_modal_when_the_opener_link_is_cut(
+    page: Page, isv: Isv, seen: list[str]
+) -> None:
+    """Providers' COOP headers can cut `window.opener`; the modal then learns the outcome from
+    the server alone (it polls the flow)."""
+    sign_in(page, isv, "cut-opener")
+    page.click("button[data-integration]")
+    frame = modal(page)
+    frame.locator("button[type=submit]").click()
+    expect(frame.locator("[data-step=auth]")).to_be_visible(timeout=STEP_TIMEOUT)
+    with page.expect_popup() as popup_info:
+        frame.get_by_role("button", name="Connect with Sandbox Commerce").click()
+    popup = popup_info.value
+    expect(popup.get_by_role("button", name="Approve")).to_be_visible(timeout=STEP_TIMEOUT)
+    popup.evaluate("window.opener = null")
+    assert popup.evaluate("window.opener === null")
+    popup.get_by_role("button", name="Approve").click()
+    expect(frame.locator("[data-step=configure]")).to_be_visible(timeout=STEP_TIMEOUT)
+    (credential,) = isv.credentials("cut-opener")
+    assert credential["type"] == "oauth2"
+    # No user token (a JWT: its header starts "eyJ") in any URL the browser asked for.
+    assert not [url for url in seen if "eyJ" in url]
+
+
 # --- API keys: wrong, then right ------------------------------------------------------------------
 
 

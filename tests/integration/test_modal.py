@@ -4,6 +4,8 @@ embedding settings and CORS on the user-token routes."""
 
 from __future__ import annotations
 
+import logging
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from conftest import SandboxProcess
 from embedded_ui.paths import EXAMPLES_DIR
 from embedded_ui.settings import Settings
-from embedded_ui.store import InstallLink, utcnow
+from embedded_ui.store import Base, InstallLink, utcnow
 
 V = "/2024-03"
 STATUS_OPTIONS = (
@@ -530,3 +532,49 @@ async def test_install_links_are_only_for_your_own_users_and_integrations(
         )
         assert response.status_code == 404, response.text
     assert (await shop.client.get("/install/" + "x" * 43)).status_code == 404
+
+
+async def test_a_key_typed_into_the_modal_is_nowhere_but_its_ciphertext(
+    shop: Shop, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Plant a canary key through the modal, wrong once and right once, then search every
+    response, every column of every table and the logs for it."""
+    caplog.set_level(logging.DEBUG)
+    wrong = "sbx_" + "Canary0Wrong0" + secrets.token_hex(6)
+    right = shop.sandbox.new_key(api_key="sbx_Canary0Right0" + secrets.token_hex(6))
+    first = await shop.step(params={"workflowIds": [shop.workflows["orders"]]})
+    answers = [first]
+    for key in (wrong, right):
+        answers.append(
+            await shop.step(
+                "credential",
+                first["state"],
+                params={"workflowIds": [shop.workflows["orders"]]},
+                given={"type": "api_key", "fields": {"access_token": key}},
+            )
+        )
+    assert answers[-1]["step"] == "configure"
+    listed = await shop.client.get(
+        f"{V}/users/{shop.user_id}/credentials", headers=shop.tenant.headers
+    )
+    engine = create_async_engine(settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            rows: list[str] = []
+            for table in Base.metadata.sorted_tables:
+                for row in (await connection.execute(table.select())).all():
+                    rows.append(
+                        " ".join(
+                            value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                            for value in row
+                        )
+                    )
+            database = "\n".join(rows)
+    finally:
+        await engine.dispose()
+    logs = "\n".join(record.getMessage() for record in caplog.records)
+    for canary in (wrong, right):
+        assert canary not in str(answers) and canary not in listed.text
+        assert canary not in database
+        assert canary not in logs
+    assert "credential" in database  # the row is there, sealed
