@@ -303,6 +303,29 @@ def test_an_api_key_the_app_refuses_shows_its_reason_then_the_right_one_installs
     assert_no_secret_in_urls(seen, wrong, right)
 
 
+def test_the_modal_is_usable_with_the_keyboard_alone(page: Page, isv: Isv) -> None:
+    sign_in(page, isv, "keyboard")
+    page.focus("button[data-integration]")
+    page.keyboard.press("Enter")
+    frame = modal(page)
+    expect(frame.locator("[data-step=workflows]")).to_be_visible(timeout=STEP_TIMEOUT)
+    inside = page.frames[-1]
+    # Focus starts on the first control and Tab never leaves the dialog, both ways.
+    assert inside.evaluate("document.activeElement.name") == "workflowIds"
+    for key in ["Tab"] * 6 + ["Shift+Tab"] * 6:
+        page.keyboard.press(key)
+        assert inside.evaluate(
+            "document.querySelector('.eui-dialog').contains(document.activeElement)"
+        ), key
+    page.keyboard.press("Space")  # toggles whichever checkbox or button has focus, harmless
+    frame.locator("button[type=submit]").focus()
+    page.keyboard.press("Enter")
+    expect(frame.locator("[data-step=auth]")).to_be_visible(timeout=STEP_TIMEOUT)
+    page.keyboard.press("Escape")
+    expect(page.locator("iframe[src*='/modal/']")).to_have_count(0, timeout=STEP_TIMEOUT)
+    assert callbacks(page) == [{"success": False}]
+
+
 # --- the popup closed by the user -----------------------------------------------------------------
 
 
