@@ -463,3 +463,36 @@ def _content(frame: Frame) -> str:
         return frame.content()
     except Exception:  # a refused frame may have no document to read
         return ""
+
+
+# --- the hosted install link ---------------------------------------------------------------------
+
+
+def test_a_hosted_install_link_runs_the_same_flow_as_a_full_page_once(
+    page: Page, isv: Isv, artifacts_dir: Path, seen: list[str]
+) -> None:
+    with isv.api as api:
+        api.post("/users", json={"username": "linked"})
+        made = api.get(f"/users/linked/integrations/{isv.integration_id}/install-url")
+        assert made.status_code == 200, made.text
+    url = made.json()["url"]
+    page.set_viewport_size({"width": 768, "height": 900})
+    page.goto(url)
+    expect(page.locator("[data-step=workflows]")).to_be_visible(timeout=STEP_TIMEOUT)
+    expect(page.locator(".eui-close")).to_have_count(0)  # a page, not a dialog over one
+    page.locator("button[type=submit]").click()
+    page.get_by_label("Sandbox API key").fill(isv.sandbox.new_key())
+    page.get_by_role("button", name="Save API key").click()
+    expect(page.locator("[data-step=configure]")).to_be_visible(timeout=STEP_TIMEOUT)
+    page.locator("button[type=submit]").click()
+    page.get_by_role("button", name="Install").click()
+    expect(page.locator("[data-step=done]")).to_contain_text("connected and running")
+    expect(page.get_by_text("You can close this page.")).to_be_visible()
+    shot(page, artifacts_dir, "hosted-link-done")
+    (integration,) = isv.listing("linked")
+    assert all(w["installed"] for w in integration["workflows"])
+    again = page.goto(url)
+    assert again is not None and again.status == 404
+    expect(page.locator("h1")).to_have_text("This link has expired")
+    # The page's user token never travelled in a URL.
+    assert not [u for u in seen if "eyJ" in u]
