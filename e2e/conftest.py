@@ -7,6 +7,7 @@ port with its own SQLite file, and its whole process group is stopped at the end
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -110,6 +111,24 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log: Pa
         if time.monotonic() > deadline:
             pytest.fail(f"/health did not answer within {READY_TIMEOUT}s:\n{log.read_text()}")
         time.sleep(0.2)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(env: dict[str, str], *args: str) -> Any:
+    """``embedded-ui ARGS --json`` with the live server's environment; its parsed output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "embedded_ui", *args, "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr or result.stdout
+    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,33 +18,18 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Frame, FrameLocator, Page, Request, expect
 
-from e2e.conftest import E2ESandbox
+from e2e.conftest import E2ESandbox, run_cli
 from embedded_ui.demo_host import DemoHost
 from embedded_ui.paths import EXAMPLES_DIR
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[1]
 STEP_TIMEOUT = 20_000  # ms for a modal step (a loaded CI machine is slow)
 STATUS_OPTIONS = (
     "              options:\n"
     "                - {label: Shipped, value: shipped}\n"
     "                - {label: Delivered, value: delivered}\n"
 )
-
-
-def _cli(env: dict[str, str], *args: str) -> Any:
-    result = subprocess.run(
-        [sys.executable, "-m", "embedded_ui", *args, "--json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr or result.stdout
-    return json.loads(result.stdout)
 
 
 @dataclass(frozen=True)
@@ -91,8 +74,8 @@ def isv(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Isv]:
     common = ["--workspace", "modal-e2e", "--environment", "development"]
-    _cli(live_server_env, "workspace", "create", "modal-e2e")
-    key = _cli(live_server_env, "keys", "create", *common)["key"]
+    run_cli(live_server_env, "workspace", "create", "modal-e2e")
+    key = run_cli(live_server_env, "keys", "create", *common)["key"]
     # The quickstart's sandbox integration, its status choices loaded from the app.
     files = tmp_path_factory.mktemp("integration")
     sandbox_yaml = (EXAMPLES_DIR / "fulfillmently" / "sandbox.yaml").read_text()
@@ -100,7 +83,7 @@ def isv(
         sandbox_yaml.replace(STATUS_OPTIONS, "              options_from: order_statuses\n")
     )
     (files / "events.yaml").write_text((EXAMPLES_DIR / "fulfillmently" / "events.yaml").read_text())
-    _cli(live_server_env, "apply", str(files), *common, "--release")
+    run_cli(live_server_env, "apply", str(files), *common, "--release")
     with httpx.Client(
         base_url=f"{live_server}/2024-03", headers={"Authorization": f"Bearer {key}"}, timeout=10
     ) as api:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from playwright.sync_api import Frame, Page, Request, Route, expect
+
+from e2e.conftest import run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -473,28 +473,16 @@ def test_close_replacement_and_destroy_each_end_the_call_once(
 # --- The JSON API with a real user token -------------------------------------------------------
 
 
-def _cli(env: dict[str, str], *args: str) -> Any:
-    result = subprocess.run(
-        [sys.executable, "-m", "embedded_ui", *args, "--json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr or result.stdout
-    return json.loads(result.stdout)
-
-
 @pytest.fixture(scope="session")
 def end_user(live_server: str, live_server_env: dict[str, str]) -> dict[str, str]:
     """A workspace with the quickstart's integrations released, a user, and a user token."""
-    workspace = _cli(live_server_env, "workspace", "create", "sdk-e2e")
+    workspace = run_cli(live_server_env, "workspace", "create", "sdk-e2e")
     workspace_id = workspace["id"]
     common = ["--workspace", "sdk-e2e", "--environment", "development"]
-    key = _cli(live_server_env, "keys", "create", *common)["key"]
-    _cli(live_server_env, "apply", str(REPO / "examples" / "fulfillmently"), *common, "--release")
+    key = run_cli(live_server_env, "keys", "create", *common)["key"]
+    run_cli(
+        live_server_env, "apply", str(REPO / "examples" / "fulfillmently"), *common, "--release"
+    )
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=live_server, headers=headers, timeout=10.0) as client:
         user = client.post("/2024-03/users", json={"username": "sdk-e2e"})

@@ -249,6 +249,25 @@ def sandbox(sandbox_process: SandboxProcess) -> SandboxProcess:
     return sandbox_process
 
 
+async def every_row_as_text(database_url: str) -> str:
+    """Every row of every table, one line each (bytes as latin-1): what a canary search reads."""
+    engine = create_async_engine(database_url)
+    rows: list[str] = []
+    try:
+        async with engine.connect() as connection:
+            for table in Base.metadata.sorted_tables:
+                for row in (await connection.execute(table.select())).all():
+                    rows.append(
+                        " ".join(
+                            value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                            for value in row
+                        )
+                    )
+    finally:
+        await engine.dispose()
+    return "\n".join(rows)
+
+
 @pytest.fixture
 def settings(database_url: str, sandbox_process: SandboxProcess) -> Settings:
     return Settings.from_env(

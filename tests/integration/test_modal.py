@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from conftest import SandboxProcess
+from conftest import SandboxProcess, every_row_as_text
 from embedded_ui.paths import EXAMPLES_DIR
 from embedded_ui.settings import Settings
-from embedded_ui.store import Base, InstallLink, utcnow
+from embedded_ui.store import InstallLink, utcnow
 
 V = "/2024-03"
 STATUS_OPTIONS = (
@@ -557,21 +557,7 @@ async def test_a_key_typed_into_the_modal_is_nowhere_but_its_ciphertext(
     listed = await shop.client.get(
         f"{V}/users/{shop.user_id}/credentials", headers=shop.tenant.headers
     )
-    engine = create_async_engine(settings.database_url)
-    try:
-        async with engine.connect() as connection:
-            rows: list[str] = []
-            for table in Base.metadata.sorted_tables:
-                for row in (await connection.execute(table.select())).all():
-                    rows.append(
-                        " ".join(
-                            value.decode("latin-1") if isinstance(value, bytes) else str(value)
-                            for value in row
-                        )
-                    )
-            database = "\n".join(rows)
-    finally:
-        await engine.dispose()
+    database = await every_row_as_text(settings.database_url)
     logs = "\n".join(record.getMessage() for record in caplog.records)
     for canary in (wrong, right):
         assert canary not in str(answers) and canary not in listed.text

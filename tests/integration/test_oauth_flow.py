@@ -24,14 +24,14 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from conftest import PUBLIC_URL, Sandbox
+from conftest import PUBLIC_URL, Sandbox, every_row_as_text
 from embedded_ui.catalog import load_catalog
 from embedded_ui.credentials import Vault
 from embedded_ui.oauth import fresh_secret, provider
 from embedded_ui.oauth.checks import CallbackCheckFailed, check_callback, shopify_hmac
 from embedded_ui.oauth.page import CSP
 from embedded_ui.settings import Settings
-from embedded_ui.store import Base, Credential, OAuthFlow, Scope, create_engine, utcnow
+from embedded_ui.store import Credential, OAuthFlow, Scope, create_engine, utcnow
 from oauth_driver import OAuthDriver, make_driver, query_of, service_logs
 
 Client = AsyncTestClient[Litestar]
@@ -620,24 +620,8 @@ async def test_case_15_no_secret_lands_in_a_response_a_column_the_audit_or_a_log
     }
 
     bodies = "\n".join(r.text for r in oauth.responses if r.request.url.path != "/oauth/start")
-    engine = create_engine(settings)
-    try:
-        async with engine.connect() as connection:
-            rows = []
-            for table in Base.metadata.sorted_tables:
-                for row in (await connection.execute(table.select())).all():
-                    rows.append(
-                        " ".join(
-                            value.decode("latin-1") if isinstance(value, bytes) else str(value)
-                            for value in row
-                        )
-                    )
-            audit = "\n".join(
-                str(row) for row in (await connection.execute(text("SELECT * FROM audit_entry")))
-            )
-    finally:
-        await engine.dispose()
-    database = "\n".join(rows)
+    database = await every_row_as_text(settings.database_url)
+    audit = database  # the audit rows are in it too
     logs = service_logs(caplog.records) + capsys.readouterr().out
     assert "oauth.connect" in audit and "credential.create" in audit
     for name, canary in canaries.items():

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 _FORMATTER = string.Formatter()
+SERVICE_URLS = frozenset({"sandbox_url"})
 
 
 class MissingValue(KeyError):
@@ -24,7 +25,15 @@ class MissingValue(KeyError):
         self.name = name
 
 
-def fill_text(template: str, values: Mapping[str, Any], *, url: bool = False) -> str:
+def fill_text(
+    template: str,
+    values: Mapping[str, Any],
+    *,
+    url: bool = False,
+    verbatim: frozenset[str] = frozenset(),
+) -> str:
+    """``{name}`` replaced by its value; with ``url``, percent-encoded unless the name is in
+    ``verbatim`` (the service's own settings, whole URLs it trusts)."""
     out: list[str] = []
     for literal, name, _spec, _conversion in _FORMATTER.parse(template):
         out.append(literal)
@@ -33,29 +42,17 @@ def fill_text(template: str, values: Mapping[str, Any], *, url: bool = False) ->
         if name not in values or values[name] is None:
             raise MissingValue(name)
         text = str(values[name])
-        out.append(quote(text, safe="") if url else text)
+        out.append(quote(text, safe="") if url and name not in verbatim else text)
     return "".join(out)
 
 
 def fill_url(base_url: str, path: str, values: Mapping[str, Any]) -> str:
-    """``base_url`` + ``path``. Service values (such as ``sandbox_url``) are trusted settings
-    and go in verbatim; every other value is percent-encoded."""
-    return _fill_trusted_base(base_url, values) + fill_text(path, values, url=True)
-
-
-def _fill_trusted_base(base_url: str, values: Mapping[str, Any]) -> str:
-    out: list[str] = []
-    for literal, name, _spec, _conversion in _FORMATTER.parse(base_url):
-        out.append(literal)
-        if name is None:
-            continue
-        if name not in values or values[name] is None:
-            raise MissingValue(name)
-        # A base URL's placeholders are either the service's own URL (whole, trusted) or a
-        # credential value checked against a strict pattern; encode the latter regardless.
-        text = str(values[name])
-        out.append(text if name == "sandbox_url" else quote(text, safe=""))
-    return "".join(out)
+    """``base_url`` + ``path``. ``sandbox_url`` is a trusted setting and goes in verbatim;
+    every other value is percent-encoded (a credential value checked against a strict pattern
+    still cannot add a host, a path segment or a query)."""
+    return fill_text(base_url, values, url=True, verbatim=SERVICE_URLS) + fill_text(
+        path, values, url=True
+    )
 
 
 def fill(template: Any, values: Mapping[str, Any]) -> Any:
