@@ -12,8 +12,13 @@ from embedded_ui.api.auth import AuthMiddleware, provide_principal
 from embedded_ui.errors import Forbidden
 from embedded_ui.modal.routes import ModalController, hosted_install, modal_page
 from embedded_ui.oauth.routes import OAuthFlowsController
+from embedded_ui.page import PageController
 
-MODAL_API_HANDLERS: list[ControllerRouterHandler] = [ModalController, OAuthFlowsController]
+MODAL_API_HANDLERS: list[ControllerRouterHandler] = [
+    ModalController,
+    OAuthFlowsController,
+    PageController,
+]
 
 
 class JsonWritesOnly(ASGIMiddleware):
