@@ -11,6 +11,7 @@
   var options = {};
   var filters = { q: "", category: "" };
   var THEMES = { auto: 1, light: 1, dark: 1 };
+  var pending = null; // the install/update/reconnect the SDK is showing in its modal
 
   function tell(message) {
     if (window.parent !== window && parentOrigin) window.parent.postMessage(message, parentOrigin);
@@ -155,10 +156,13 @@
       load({ type: target.getAttribute("data-action"), workflowId: target.getAttribute("data-workflow") });
     } else if (target.getAttribute("data-open")) {
       // The modal covers the ISV's whole page, so the SDK opens it; it reloads us after.
+      var open = target.getAttribute("data-open");
+      pending = { type: open, integrationId: target.getAttribute("data-integration") };
       tell({
         type: "eui:install",
-        operation: target.getAttribute("data-open"),
-        integrationId: target.getAttribute("data-integration"),
+        op: open === "reconnect" ? "edit" : open,
+        reconnect: open === "reconnect",
+        integrationId: pending.integrationId,
       });
     }
   });
@@ -209,11 +213,25 @@
       }
       load();
     } else if (data.type === "eui:refresh" && token && event.origin === parentOrigin) {
+      // The modal ended: tell the ISV what it did, and show the result.
+      var result = data.result && typeof data.result === "object" ? data.result : {};
+      if (pending && result.success) {
+        pending.result = { success: true, workflowIds: result.workflowIds };
+        tell({ type: "eui:event", event: pending });
+      }
+      pending = null;
       load();
     }
   });
 
   var scheme = new URLSearchParams(window.location.search).get("scheme");
   if (THEMES[scheme]) document.documentElement.setAttribute("data-scheme", scheme);
-  if (window.parent !== window) window.parent.postMessage({ type: "eui:ready" }, "*");
+  if (window.parent !== window) {
+    // Carries nothing: it only says the page can receive eui:init.
+    window.parent.postMessage({ type: "eui:ready" }, "*");
+  } else {
+    var loading = main.querySelector(".eup-loading");
+    if (loading) loading.textContent = "Open this page from your app: it is shown inside it once you are signed in.";
+    main.setAttribute("aria-busy", "false");
+  }
 })();
