@@ -8,6 +8,7 @@ Screenshots land in artifacts/e2e/page-*.png (360, 768 and 1280 px wide, light a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -180,7 +181,7 @@ def test_install_upgrade_reinstall_and_toggle_through_the_mounted_page(
 
     # Install: the page asks the SDK, whose modal covers the whole ISV page.
     frame.get_by_role("button", name="Install Sandbox Commerce").click()
-    expect(page.locator("iframe[src*='/modal/']")).to_have_count(1, timeout=STEP_TIMEOUT)
+    expect(modal(page).locator("[data-step=workflows]")).to_be_visible(timeout=STEP_TIMEOUT)
     assert_accessible(modal_frame(page), "the modal's first step")
     finish_modal(page, isv, artifacts_dir, "install")
     expect(frame.get_by_text("No runs yet", exact=False)).to_have_count(2, timeout=STEP_TIMEOUT)
@@ -192,8 +193,8 @@ def test_install_upgrade_reinstall_and_toggle_through_the_mounted_page(
     # A release with the same fields: one click upgrades.
     isv.release(RENAME)
     frame = mount(page, isv, username)
-    update = frame.get_by_role("button", name="Update to version 2: Sandbox status updates")
-    expect(update).to_be_visible()
+    update = frame.locator("button[data-action=upgrade]")
+    expect(update).to_have_accessible_name(re.compile(r"Update to version 2\s*: Sandbox status"))
     page.screenshot(path=str(artifacts_dir / "page-update-available.png"), full_page=True)
     update.click()
     expect(frame.locator("#eup-notice")).to_contain_text("updated to version 2")
