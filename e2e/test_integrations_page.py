@@ -218,9 +218,8 @@ def test_install_upgrade_reinstall_and_toggle_through_the_mounted_page(
     page.keyboard.press("Enter")
     expect(frame.locator("#eup-notice")).to_contain_text("deactivated")
     assert isv.workflows(username)["Create"]["active"] is False
-    switch = frame.locator(f"[role=switch][data-workflow='{orders['workflowId']}']")
     expect(switch).to_have_attribute("aria-checked", "false")
-    switch.focus()
+    expect(switch).to_be_focused()  # the re-render keeps the keyboard on the same switch
     page.keyboard.press("Space")
     expect(frame.locator("#eup-notice")).to_contain_text("activated")
     assert isv.workflows(username)["Create"]["active"] is True
@@ -231,8 +230,9 @@ def test_install_upgrade_reinstall_and_toggle_through_the_mounted_page(
     confirm = frame.get_by_role("button", name="Yes, uninstall").first
     expect(confirm).to_be_focused()
     assert_accessible(page_frame(page), "the integrations page (confirming)")
-    confirm.click()
+    page.keyboard.press("Enter")
     expect(frame.locator("#eup-notice")).to_contain_text("uninstalled")
+    expect(frame.locator("#eup-notice")).to_be_focused()
     assert isv.workflows(username)["Create"]["installed"] is False
 
 

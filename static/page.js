@@ -12,6 +12,7 @@
   var filters = { q: "", category: "" };
   var THEMES = { auto: 1, light: 1, dark: 1 };
   var pending = null; // the install/update/reconnect the SDK is showing in its modal
+  var acting = null; // the action button the user pressed, to keep the keyboard there
 
   function tell(message) {
     if (window.parent !== window && parentOrigin) window.parent.postMessage(message, parentOrigin);
@@ -59,11 +60,25 @@
   }
 
   function show(result) {
-    var focused = document.activeElement && document.activeElement.id;
+    // Keep the keyboard where it was: the same kind of control of the same workflow, else the
+    // status message (the control is gone after an upgrade or uninstall), else the same id.
+    var active = acting || document.activeElement; // a disabled button has lost focus
+    acting = null;
+    var workflow = active && active.getAttribute && active.getAttribute("data-workflow");
+    var kind = active && active.className;
+    var id = active && active.id;
     main.innerHTML = result.html; // rendered and escaped by the server's Jinja2 templates
     main.setAttribute("aria-busy", "false");
     applyFilters();
-    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+    var again = null;
+    if (workflow) {
+      again =
+        main.querySelector("." + kind.split(" ")[0] + "[data-workflow='" + workflow + "']:not([hidden])") ||
+        document.getElementById("eup-notice");
+    } else if (id) {
+      again = document.getElementById(id);
+    }
+    if (again) again.focus();
     if (result.event) tell({ type: "eui:event", event: result.event });
     resize();
   }
@@ -151,8 +166,8 @@
     } else if (target.hasAttribute("data-retry")) {
       load();
     } else if (target.getAttribute("data-action")) {
+      acting = target;
       target.disabled = true;
-      target.id = target.id || "eup-a-" + target.getAttribute("data-workflow");
       load({ type: target.getAttribute("data-action"), workflowId: target.getAttribute("data-workflow") });
     } else if (target.getAttribute("data-open")) {
       // The modal covers the ISV's whole page, so the SDK opens it; it reloads us after.
