@@ -37,6 +37,7 @@ from embedded_ui.integrations.cache import ReleasedCache
 from embedded_ui.logs import configure_logging
 from embedded_ui.modal import hosted_install, modal_api_router, modal_page
 from embedded_ui.oauth.routes import POPUP_HANDLERS
+from embedded_ui.page import PageController, integrations_page, theme_stylesheet
 from embedded_ui.paths import STATIC_DIR
 from embedded_ui.sdk import sdk_handlers
 from embedded_ui.security import UserTokens, create_rate_limiter
@@ -91,9 +92,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return EmbeddedUI(
         route_handlers=[
             api_router(),
-            modal_api_router(),
+            modal_api_router(PageController),
             modal_page,
             hosted_install,
+            integrations_page,
+            theme_stylesheet,
             *POPUP_HANDLERS,
             health,
             jwks,

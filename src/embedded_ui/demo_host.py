@@ -78,6 +78,10 @@ class DemoHost:
                 if parts.path == "/":
                     page = render("demo/host.html", service_url=host.service_url)
                     self._send(200, page.encode(), "text/html; charset=utf-8")
+                elif parts.path == "/page":
+                    # The integrations page mounted into this page (docs/page.md).
+                    page = render("demo/page-host.html", service_url=host.service_url)
+                    self._send(200, page.encode(), "text/html; charset=utf-8")
                 elif parts.path == "/blank":
                     # The smallest framed page: says it loaded (bench/modal.py's baseline).
                     blank = b"<!doctype html><script>parent.postMessage('loaded', '*')</script>"

@@ -28,13 +28,14 @@ class JsonWritesOnly(ASGIMiddleware):
         await next_app(scope, receive, send)
 
 
-def modal_api_router() -> Router:
+def modal_api_router(*extra: ControllerRouterHandler) -> Router:
     """Every route here takes only a user token (``auth="user"``): the modal never holds an
     API key. Writes need ``Authorization``/``x-alloy-user-token`` and a JSON body, which a
-    cross-site form cannot send, so they are not open to CSRF."""
+    cross-site form cannot send, so they are not open to CSRF. ``extra``: other user-token
+    routes under the same rules (the integrations page's content route)."""
     return Router(
         path="/modal/api",
-        route_handlers=MODAL_API_HANDLERS,
+        route_handlers=[*MODAL_API_HANDLERS, *extra],
         middleware=[JsonWritesOnly(), AuthMiddleware()],
         dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
         opt={"auth": "user"},

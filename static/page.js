@@ -1,0 +1,252 @@
+/* The integrations page's script: runs in the iframe on the service's origin. It receives the
+ * user token (and the mount options) by postMessage from the SDK, asks the server for the
+ * rendered content (POST /modal/api/page, token in a header), runs the page's actions, asks
+ * the SDK to open the modal for installs, and reports its height. Protocol: docs/page.md. */
+(function () {
+  "use strict";
+
+  var main = document.getElementById("eup-main");
+  var token = null;
+  var parentOrigin = null;
+  var options = {};
+  var filters = { q: "", category: "" };
+  var THEMES = { auto: 1, light: 1, dark: 1 };
+  var pending = null; // the install/update/reconnect the SDK is showing in its modal
+  var acting = null; // the action button the user pressed, to keep the keyboard there
+
+  function tell(message) {
+    if (window.parent !== window && parentOrigin) window.parent.postMessage(message, parentOrigin);
+  }
+
+  function list(value) {
+    return value ? value.split(",").filter(Boolean) : [];
+  }
+
+  // -- talking to the server ------------------------------------------------------------
+
+  function load(action) {
+    main.setAttribute("aria-busy", "true");
+    var payload = {
+      integrations: options.integrations || list(document.body.getAttribute("data-integrations")),
+      categories: options.categories || list(document.body.getAttribute("data-categories")),
+      q: filters.q,
+      category: filters.category,
+    };
+    if (action) payload.action = action;
+    return fetch("/modal/api/page", {
+      method: "POST",
+      credentials: "omit",
+      headers: {
+        Authorization: "Bearer " + token,
+        Accept: "application/json",
+        "Content-Type": "application/json",
+      },
+      body: JSON.stringify(payload),
+    })
+      .then(function (response) {
+        return response.json().then(
+          function (data) {
+            if (!response.ok) throw new Error(data.message || "The request failed.");
+            return data;
+          },
+          function () {
+            throw new Error("The service answered with something unexpected (" + response.status + ").");
+          }
+        );
+      })
+      .then(show, function (error) {
+        showError(error, action);
+      });
+  }
+
+  function show(result) {
+    // Keep the keyboard where it was: the same kind of control of the same workflow, else the
+    // status message (the control is gone after an upgrade or uninstall), else the same id.
+    var active = acting || document.activeElement; // a disabled button has lost focus
+    acting = null;
+    var workflow = active && active.getAttribute && active.getAttribute("data-workflow");
+    var kind = active && active.className;
+    var id = active && active.id;
+    main.innerHTML = result.html; // rendered and escaped by the server's Jinja2 templates
+    main.setAttribute("aria-busy", "false");
+    applyFilters();
+    var again = null;
+    if (workflow) {
+      again =
+        main.querySelector("." + kind.split(" ")[0] + "[data-workflow='" + workflow + "']:not([hidden])") ||
+        document.getElementById("eup-notice");
+    } else if (id) {
+      again = document.getElementById(id);
+    }
+    if (again) again.focus();
+    if (result.event) tell({ type: "eui:event", event: result.event });
+    resize();
+  }
+
+  function showError(error, action) {
+    main.setAttribute("aria-busy", "false");
+    var box = document.createElement("div");
+    box.className = "eup-error";
+    box.setAttribute("role", "alert");
+    var text = document.createElement("p");
+    text.textContent = error.message || String(error);
+    var retry = document.createElement("button");
+    retry.type = "button";
+    retry.className = "eup-secondary";
+    retry.textContent = action ? "Reload the list" : "Try again";
+    retry.setAttribute("data-retry", "");
+    box.appendChild(text);
+    box.appendChild(retry);
+    var old = main.querySelector(".eup-error");
+    if (old) old.parentNode.removeChild(old);
+    var loading = main.querySelector(".eup-loading");
+    if (loading) loading.parentNode.removeChild(loading);
+    main.insertBefore(box, main.firstChild);
+    tell({ type: "eui:error", message: text.textContent });
+    retry.focus();
+    resize();
+  }
+
+  // -- search and category, in the page (the server applies the same on each render) -------
+
+  function applyFilters() {
+    var words = filters.q.toLowerCase().split(/\s+/).filter(Boolean);
+    var cards = main.querySelectorAll("[data-card]");
+    var shown = 0;
+    for (var i = 0; i < cards.length; i++) {
+      var card = cards[i];
+      var text = card.getAttribute("data-search");
+      var ok =
+        (!filters.category || (" " + card.getAttribute("data-categories") + " ").indexOf(" " + filters.category + " ") >= 0) &&
+        words.every(function (word) {
+          return text.indexOf(word) >= 0;
+        });
+      card.hidden = !ok;
+      if (ok) shown++;
+    }
+    var empty = main.querySelector("[data-empty]");
+    if (empty) empty.hidden = shown > 0;
+    resize();
+  }
+
+  function readFilters() {
+    var q = document.getElementById("eup-q");
+    var category = document.getElementById("eup-category");
+    filters.q = q ? q.value.trim() : "";
+    filters.category = category ? category.value : "";
+    applyFilters();
+  }
+
+  main.addEventListener("input", readFilters);
+  main.addEventListener("change", readFilters);
+  main.addEventListener("submit", function (event) {
+    event.preventDefault();
+    readFilters();
+  });
+
+  // -- actions ------------------------------------------------------------------------------
+
+  main.addEventListener("click", function (event) {
+    var target = event.target.closest ? event.target.closest("button") : null;
+    if (!target || target.disabled) return;
+    var confirmId = target.getAttribute("data-confirm");
+    if (confirmId) {
+      var box = document.getElementById(confirmId);
+      box.hidden = false;
+      target.hidden = true;
+      box.querySelector("[data-action]").focus();
+      resize();
+    } else if (target.hasAttribute("data-cancel")) {
+      var group = target.closest(".eup-confirm");
+      group.hidden = true;
+      var opener = main.querySelector("[data-confirm='" + group.id + "']");
+      opener.hidden = false;
+      opener.focus();
+      resize();
+    } else if (target.hasAttribute("data-retry")) {
+      load();
+    } else if (target.getAttribute("data-action")) {
+      acting = target;
+      target.disabled = true;
+      load({ type: target.getAttribute("data-action"), workflowId: target.getAttribute("data-workflow") });
+    } else if (target.getAttribute("data-open")) {
+      // The modal covers the ISV's whole page, so the SDK opens it; it reloads us after.
+      var open = target.getAttribute("data-open");
+      pending = { type: open, integrationId: target.getAttribute("data-integration") };
+      tell({
+        type: "eui:install",
+        op: open === "reconnect" ? "edit" : open,
+        reconnect: open === "reconnect",
+        integrationId: pending.integrationId,
+      });
+    }
+  });
+
+  // -- size ---------------------------------------------------------------------------------
+
+  var lastHeight = 0;
+  function resize() {
+    var height = Math.ceil(document.documentElement.getBoundingClientRect().height);
+    if (height !== lastHeight) {
+      lastHeight = height;
+      tell({ type: "eui:resize", height: height });
+    }
+  }
+  if (window.ResizeObserver) new ResizeObserver(resize).observe(document.body);
+
+  // -- the handshake --------------------------------------------------------------------------
+
+  function applyTheme(theme) {
+    if (!theme || typeof theme !== "object") return;
+    if (THEMES[theme.scheme]) document.documentElement.setAttribute("data-scheme", theme.scheme);
+    var query = [];
+    for (var key in theme) {
+      if (typeof theme[key] === "string") query.push(encodeURIComponent(key) + "=" + encodeURIComponent(theme[key]));
+    }
+    if (!query.length) return;
+    var link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.href = "/page/theme.css?" + query.join("&");
+    link.onerror = function () {
+      tell({ type: "eui:error", message: "The theme was refused: check its options (docs/page.md)." });
+    };
+    document.head.appendChild(link);
+  }
+
+  window.addEventListener("message", function (event) {
+    var data = event.data;
+    if (!data || typeof data !== "object" || event.source !== window.parent) return;
+    if (data.type === "eui:init" && typeof data.token === "string") {
+      // A new token (a later eui:init) replaces the old one; the origin is learnt once.
+      if (parentOrigin && event.origin !== parentOrigin) return;
+      var first = token === null;
+      parentOrigin = event.origin;
+      token = data.token;
+      if (first) {
+        options = data.params && typeof data.params === "object" ? data.params : {};
+        applyTheme(options.theme);
+      }
+      load();
+    } else if (data.type === "eui:refresh" && token && event.origin === parentOrigin) {
+      // The modal ended: tell the ISV what it did, and show the result.
+      var result = data.result && typeof data.result === "object" ? data.result : {};
+      if (pending && result.success) {
+        pending.result = { success: true, workflowIds: result.workflowIds };
+        tell({ type: "eui:event", event: pending });
+      }
+      pending = null;
+      load();
+    }
+  });
+
+  var scheme = new URLSearchParams(window.location.search).get("scheme");
+  if (THEMES[scheme]) document.documentElement.setAttribute("data-scheme", scheme);
+  if (window.parent !== window) {
+    // Carries nothing: it only says the page can receive eui:init.
+    window.parent.postMessage({ type: "eui:ready" }, "*");
+  } else {
+    var loading = main.querySelector(".eup-loading");
+    if (loading) loading.textContent = "Open this page from your app: it is shown inside it once you are signed in.";
+    main.setAttribute("aria-busy", "false");
+  }
+})();

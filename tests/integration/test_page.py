@@ -1,0 +1,335 @@
+"""The integrations page through HTTP: its shell (framing policy), its theme stylesheet, and its
+content route (rendered from GET /integrations' data, with the page's actions)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from conftest import SandboxProcess
+from embedded_ui.settings import Settings
+from embedded_ui.store import Credential
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fulfillmently"
+V = "/2024-03"
+RENAME = (
+    "name: Update the Sandbox order status when a fulfillment is updated",
+    "name: Sandbox status updates",
+)
+NEW_FIELD = (
+    "            default: http://127.0.0.1:8000/demo/receiver\n",
+    "            default: http://127.0.0.1:8000/demo/receiver\n"
+    "      - id: stream_copy\n"
+    "        type: stream_data\n"
+    "        name: Send a copy\n"
+    "        url:\n"
+    "          configurable:\n"
+    "            label: Where to send a copy\n"
+    "            type: url\n"
+    "            default: http://127.0.0.1:8000/demo/copy\n",
+)
+
+
+def files(*edits: tuple[str, str]) -> list[dict[str, str]]:
+    sandbox = (EXAMPLES / "sandbox.yaml").read_text()
+    for old, new in edits:
+        assert old in sandbox, old
+        sandbox = sandbox.replace(old, new)
+    events = (EXAMPLES / "events.yaml").read_text()
+    return [
+        {"name": "events.yaml", "content": events},
+        {"name": "sandbox.yaml", "content": sandbox},
+    ]
+
+
+@dataclass
+class Merchant:
+    client: Any
+    tenant: Any
+    user_id: str
+    token: str
+    credential_id: str
+    integration_id: str
+    workflows: dict[str, str]
+    db: async_sessionmaker[AsyncSession]
+
+    async def page(self, expect: int = 200, **body: Any) -> dict[str, Any]:
+        response = await self.client.post(
+            "/modal/api/page", json=body, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        assert response.status_code == expect, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def act(self, kind: str, workflow: str, expect: int = 200) -> dict[str, Any]:
+        return await self.page(expect, action={"type": kind, "workflowId": workflow})
+
+    async def apply(self, *edits: tuple[str, str]) -> None:
+        applied = await self.client.post(
+            f"{V}/manage/apply",
+            json={"files": files(*edits), "release": True},
+            headers=self.tenant.headers,
+        )
+        assert applied.status_code == 200, applied.text
+
+    async def install(self) -> None:
+        started = await self.client.post(
+            f"{V}/headless/startInstallation",
+            json={
+                "userId": self.user_id,
+                "integrationId": self.integration_id,
+                "credentialIds": [self.credential_id],
+            },
+            headers=self.tenant.headers,
+        )
+        assert started.status_code == 200, started.text
+        done = await self.client.post(
+            f"{V}/headless/completeInstallation",
+            json={"installationId": started.json()["installationId"], "data": []},
+            headers=self.tenant.headers,
+        )
+        assert done.status_code == 200, done.text
+
+    async def listing(self) -> list[dict[str, Any]]:
+        response = await self.client.get(
+            f"{V}/integrations", params={"userId": self.user_id}, headers=self.tenant.headers
+        )
+        workflows: list[dict[str, Any]] = response.json()["data"][0]["workflows"]
+        return workflows
+
+
+@pytest.fixture
+async def merchant(
+    client: Any, tenant: Any, sandbox: SandboxProcess, settings: Settings
+) -> AsyncIterator[Merchant]:
+    applied = await client.post(
+        f"{V}/manage/apply", json={"files": files(), "release": True}, headers=tenant.headers
+    )
+    assert applied.status_code == 200, applied.text
+    created = await client.post(f"{V}/users", json={"username": "shopper"}, headers=tenant.headers)
+    user_id = created.json()["userId"]
+    token = (await client.get(f"{V}/users/{user_id}/token", headers=tenant.headers)).json()
+    credential = await client.post(
+        f"{V}/users/{user_id}/credentials",
+        json={"app": "sandbox", "type": "api_key", "data": {"access_token": sandbox.new_key()}},
+        headers=tenant.headers,
+    )
+    assert credential.status_code == 201, credential.text
+    listed = await client.get(
+        f"{V}/integrations", params={"userId": user_id}, headers=tenant.headers
+    )
+    (integration,) = listed.json()["data"]
+    engine = create_async_engine(settings.database_url)
+    try:
+        yield Merchant(
+            client,
+            tenant,
+            user_id,
+            token["token"],
+            credential.json()["credentialId"],
+            integration["integrationId"],
+            {w["name"][:6]: w["workflowId"] for w in integration["workflows"]},
+            async_sessionmaker(engine, expire_on_commit=False),
+        )
+    finally:
+        await engine.dispose()
+
+
+# --- the shell and the theme --------------------------------------------------------------------
+
+
+async def test_the_shell_is_framed_only_by_the_environments_origins(
+    client: Any, tenant: Any
+) -> None:
+    page = await client.get(f"/page/{tenant.workspace_id}/{tenant.environment}")
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "frame-ancestors http://localhost:* http://127.0.0.1:*" in csp
+    assert "style-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "Loading integrations" in page.text and "<style" not in page.text
+    assert re.search(r'src="/static/page\.js\?v=[0-9a-f]{12}"', page.text)
+
+    listed = await client.put(
+        f"{V}/environment",
+        json={"allowedOrigins": ["https://shop.example"]},
+        headers=tenant.headers,
+    )
+    assert listed.status_code == 200, listed.text
+    page = await client.get(f"/page/{tenant.workspace_id}/{tenant.environment}")
+    assert page.headers["content-security-policy"].endswith("frame-ancestors https://shop.example")
+
+    unknown = await client.get(f"/page/{tenant.workspace_id}/staging")
+    assert unknown.status_code == 404
+    assert unknown.headers["content-security-policy"].endswith("frame-ancestors 'none'")
+
+
+async def test_the_theme_is_a_stylesheet_of_checked_values(client: Any, tenant: Any) -> None:
+    good = await client.get(
+        "/page/theme.css",
+        params={
+            "accent": "#0f3d3e",
+            "radius": "4px",
+            "font": "Inter, sans-serif",
+            "density": "compact",
+            "dark.accent": "rgb(120, 200, 180)",
+            "scheme": "dark",
+        },
+    )
+    assert good.status_code == 200
+    assert good.headers["content-type"].startswith("text/css")
+    assert ":root{--eui-accent:#0f3d3e;--eui-radius:4px;--eui-font:Inter, sans-serif;" in good.text
+    assert "--eui-space:8px;" in good.text
+    assert ":root[data-scheme=dark]{--eui-accent:rgb(120, 200, 180);}" in good.text
+    for bad in (
+        {"accent": "url(https://evil.example/x)"},
+        {"accent": "red;} body{display:none"},
+        {"background": "expression(alert(1))"},
+        {"radius": "calc(1px + 1px)"},
+        {"font": "x; } *{"},
+        {"density": "huge"},
+        {"scheme": "sepia"},
+        {"position": "fixed"},
+    ):
+        refused = await client.get("/page/theme.css", params=bad)
+        assert refused.status_code == 400, bad
+        assert "{" not in refused.text, bad
+
+    themed = await client.get(
+        f"/page/{tenant.workspace_id}/{tenant.environment}",
+        params={"accent": "#0f3d3e", "integrations": "abc"},
+    )
+    assert 'href="/page/theme.css?accent=%230f3d3e"' in themed.text
+    assert 'data-integrations="abc"' in themed.text
+    refused_shell = await client.get(
+        f"/page/{tenant.workspace_id}/{tenant.environment}", params={"accent": "url(x)"}
+    )
+    assert "theme.accent: expected a colour" in refused_shell.text
+    assert refused_shell.headers["content-security-policy"].endswith("frame-ancestors 'none'")
+
+
+# --- the content --------------------------------------------------------------------------------
+
+
+async def test_the_content_needs_a_user_token_and_json(merchant: Merchant) -> None:
+    client = merchant.client
+    assert (await client.post("/modal/api/page", json={})).status_code == 401
+    with_key = await client.post("/modal/api/page", json={}, headers=merchant.tenant.headers)
+    assert with_key.status_code == 401
+    form = await client.post(
+        "/modal/api/page",
+        content="q=x",
+        headers={
+            "Authorization": f"Bearer {merchant.token}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert form.status_code == 403
+    bad = await merchant.page(400, integrations="not a list")
+    assert "integrations: expected a list of strings" in bad["message"]
+    bad_action = await merchant.page(400, action={"type": "explode", "workflowId": "x"})
+    assert "action: expected" in bad_action["message"]
+
+
+async def test_the_content_shows_each_integration_and_installs_through_the_modal(
+    merchant: Merchant,
+) -> None:
+    before = await merchant.page()
+    html = before["html"]
+    assert before["shown"] == 1 and before["event"] is None
+    assert "Sandbox Commerce" in html and 'class="eup-logo"' in html
+    assert f'data-open="install" data-integration="{merchant.integration_id}"' in html
+    assert html.count("Not installed") == 2 and "No runs yet" not in html
+
+    await merchant.install()
+    after = (await merchant.page())["html"]
+    assert 'data-open="install"' not in after
+    assert after.count("No runs yet") == 2
+    assert after.count('aria-checked="true"') == 2
+    assert after.count("Update available") == 0
+
+
+async def test_deactivate_and_activate_change_what_the_api_reports(merchant: Merchant) -> None:
+    await merchant.install()
+    status = merchant.workflows["Update"]
+    off = await merchant.act("deactivate", status)
+    assert off["event"] == {
+        "type": "deactivate",
+        "workflowId": status,
+        "integrationId": merchant.integration_id,
+    }
+    assert "deactivated" in off["html"]
+    assert {w["workflowId"]: w["active"] for w in await merchant.listing()}[status] is False
+    assert f'aria-checked="false" data-action="activate" data-workflow="{status}"' in off["html"]
+    await merchant.act("activate", status)
+    assert {w["workflowId"]: w["active"] for w in await merchant.listing()}[status] is True
+
+
+async def test_an_update_is_one_click_when_the_fields_are_unchanged(merchant: Merchant) -> None:
+    await merchant.install()
+    status = merchant.workflows["Update"]
+    await merchant.apply(RENAME)
+    html = (await merchant.page())["html"]
+    assert "Update available: version 2." in html
+    assert f'data-action="upgrade" data-workflow="{status}"' in html
+    upgraded = await merchant.act("upgrade", status)
+    assert upgraded["event"]["installedVersion"] == 2
+    assert "updated to version 2" in upgraded["html"]
+    assert "Update available" not in upgraded["html"]
+    versions = {
+        w["workflowId"]: (w["version"], w["installedVersion"]) for w in await merchant.listing()
+    }
+    assert versions[status] == (2, 2)
+
+
+async def test_a_new_field_asks_for_a_reinstall_naming_it(merchant: Merchant) -> None:
+    await merchant.install()
+    orders = merchant.workflows["Create"]
+    await merchant.apply(NEW_FIELD)
+    html = (await merchant.page())["html"]
+    assert "asks for new settings (Where to send a copy)" in html
+    assert f'data-open="update" data-integration="{merchant.integration_id}"' in html
+    assert f'data-action="upgrade" data-workflow="{orders}"' not in html
+    refused = await merchant.act("upgrade", orders, expect=409)
+    assert refused["fields"] == ["stream_copy.url"]
+
+
+async def test_uninstall_and_a_broken_credential(merchant: Merchant) -> None:
+    await merchant.install()
+    orders = merchant.workflows["Create"]
+    html = (await merchant.page())["html"]
+    assert f'data-confirm="eup-c-{orders}"' in html and "Yes, uninstall" in html
+    async with merchant.db() as session:
+        await session.execute(
+            update(Credential)
+            .where(Credential.id == merchant.credential_id)
+            .values(status="broken")
+        )
+        await session.commit()
+    broken = (await merchant.page())["html"]
+    assert 'data-open="reconnect"' in broken and "stopped working" in broken
+    gone = await merchant.act("uninstall", orders)
+    assert "uninstalled" in gone["html"]
+    installed = {w["workflowId"]: w["installed"] for w in await merchant.listing()}
+    assert installed[orders] is False
+    assert 'data-open="install"' in gone["html"]
+
+
+async def test_search_category_and_the_mount_options_filter(merchant: Merchant) -> None:
+    none = await merchant.page(q="nothing-like-this")
+    assert none["shown"] == 0
+    assert "No integrations match your search." in none["html"]
+    assert "data-empty hidden" not in none["html"]
+    found = await merchant.page(q="sandbox orders")
+    assert found["shown"] == 1 and "data-empty hidden" in found["html"]
+    assert (await merchant.page(integrations=["sandbox"]))["shown"] == 1
+    assert (await merchant.page(integrations=[merchant.integration_id]))["shown"] == 1
+    hidden = await merchant.page(integrations=["shopify"])
+    assert hidden["shown"] == 0 and "No integrations are available yet." in hidden["html"]
+    assert (await merchant.page(category="no-such-category"))["shown"] == 0
