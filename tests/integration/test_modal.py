@@ -564,3 +564,42 @@ async def test_a_key_typed_into_the_modal_is_nowhere_but_its_ciphertext(
         assert canary not in database
         assert canary not in logs
     assert "credential" in database  # the row is there, sealed
+
+
+async def test_an_environment_theme_styles_its_page_and_a_mount_call_wins(
+    client: Any, tenant: Any
+) -> None:
+    refused = await client.put(
+        f"{V}/environment",
+        json={"theme": {"accent": "url(https://evil.example/x)"}},
+        headers=tenant.headers,
+    )
+    assert refused.status_code == 400 and "theme.accent" in refused.json()["message"]
+    unknown = await client.put(
+        f"{V}/environment", json={"theme": {"background-image": "red"}}, headers=tenant.headers
+    )
+    assert unknown.status_code == 400 and "unknown option" in unknown.json()["message"]
+    assert (await client.get(f"{V}/environment", headers=tenant.headers)).json()["theme"] == {}
+
+    saved = await client.put(
+        f"{V}/environment",
+        json={"theme": {"accent": "#0a7f5a", "radius": "4px"}},
+        headers=tenant.headers,
+    )
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["theme"] == {"accent": "#0a7f5a", "radius": "4px"}
+    origins_only = await client.put(
+        f"{V}/environment",
+        json={"allowedOrigins": ["https://app.example.com"]},
+        headers=tenant.headers,
+    )
+    assert origins_only.json()["theme"] == {"accent": "#0a7f5a", "radius": "4px"}
+
+    page = await client.get(f"/page/{tenant.workspace_id}/development")
+    assert "/page/theme.css?accent=%230a7f5a&amp;radius=4px" in page.text
+    mounted = await client.get(
+        f"/page/{tenant.workspace_id}/development", params={"accent": "#123456"}
+    )
+    assert "/page/theme.css?accent=%23123456&amp;radius=4px" in mounted.text
+    other = await client.get(f"/page/{tenant.workspace_id}/production")
+    assert "theme.css" not in other.text

@@ -17,7 +17,10 @@ from embedded_ui.workspaces.embedding import EmbeddingService
 
 
 class EnvironmentIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    allowed_origins: list[str]
+    """Fields left out keep their value."""
+
+    allowed_origins: list[str] | msgspec.UnsetType = msgspec.UNSET
+    theme: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
 
 
 class EnvironmentOut(msgspec.Struct, rename="camel"):
@@ -25,6 +28,8 @@ class EnvironmentOut(msgspec.Struct, rename="camel"):
     allowed_origins: list[str]
     frame_ancestors: str
     """The CSP source list modal pages send, defaults included."""
+    theme: dict[str, str]
+    """The integrations page's theme options (docs/page.md); a mount call's options win."""
 
 
 class EnvironmentController(Controller):
@@ -32,22 +37,26 @@ class EnvironmentController(Controller):
     tags = ["Environment"]
 
     @staticmethod
-    def _out(service: EmbeddingService, environment: str, origins: list[str]) -> EnvironmentOut:
-        return EnvironmentOut(environment, origins, service.policy(origins).frame_ancestors)
+    async def _out(service: EmbeddingService, environment: str) -> EnvironmentOut:
+        origins = await service.allowed_origins()
+        return EnvironmentOut(
+            environment, origins, service.policy(origins).frame_ancestors, await service.theme()
+        )
 
     @get("/", summary="Read the environment's embedding settings", responses=error_responses())
     async def read(
         self, request: Request[Principal, Any, Any], db_session: NamedDependency[AsyncSession]
     ) -> EnvironmentOut:
         service = EmbeddingService(db_session, request.user.scope, request.user.actor)
-        origins = await service.allowed_origins()
-        return self._out(service, request.user.scope.environment, origins)
+        return await self._out(service, request.user.scope.environment)
 
     @put(
         "/",
-        summary="Set the origins allowed to embed this environment",
-        description="Exact origins (`https://app.example.com`), at most 50. An empty list in "
-        "development allows loopback origins on any port; in production, nothing.",
+        summary="Set the origins allowed to embed this environment, and the page's theme",
+        description="`allowedOrigins`: exact origins (`https://app.example.com`), at most 50. "
+        "An empty list in development allows loopback origins on any port; in production, "
+        "nothing. `theme`: the integrations page's theme options (docs/page.md). Fields left "
+        "out keep their value.",
         responses=error_responses(400),
     )
     async def update(
@@ -57,6 +66,9 @@ class EnvironmentController(Controller):
         db_session: NamedDependency[AsyncSession],
     ) -> EnvironmentOut:
         service = EmbeddingService(db_session, request.user.scope, request.user.actor)
-        origins = await service.set_allowed_origins(data.allowed_origins)
+        if data.allowed_origins is not msgspec.UNSET:
+            await service.set_allowed_origins(data.allowed_origins)
+        if data.theme is not msgspec.UNSET:
+            await service.set_theme(data.theme)
         request.app.state.origin_policies.invalidate()
-        return self._out(service, request.user.scope.environment, origins)
+        return await self._out(service, request.user.scope.environment)

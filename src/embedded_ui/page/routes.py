@@ -53,7 +53,8 @@ async def integrations_page(
     query = dict(request.query_params)
     chosen = {k: query.pop(k, "") for k in ("integrations", "categories")}
     try:
-        theme = parse_theme(query)
+        # The environment's theme, then the mount call's (or the plain iframe's) on top.
+        theme = {**policy.theme, **parse_theme(query)}
     except InvalidRequest as exc:
         return _html(render("page/shell.html", theme=None, error=exc.message, **chosen), "'none'")
     html = render("page/shell.html", theme=urlencode(theme) if theme else None, error="", **chosen)

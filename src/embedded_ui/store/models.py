@@ -247,11 +247,14 @@ class EnvironmentState(Base):
 
 class EnvironmentSettings(TenantScoped, Base):
     """What the ISV configures per environment for the browser side: the origins allowed to
-    frame the modal and the integrations page and to call the user-token routes (CORS)."""
+    frame the modal and the integrations page and to call the user-token routes (CORS), and
+    the integrations page's theme."""
 
     __tablename__ = "environment_settings"
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
     allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    theme: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
+    """The integrations page's theme options for this environment (a mount call's win)."""
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
 
     __table_args__ = (UniqueConstraint("workspace_id", "environment"),)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -66,6 +67,8 @@ class EmbeddingPolicy:
 
     origins: tuple[str, ...]
     loopback_any_port: bool
+    theme: Mapping[str, str] = field(default_factory=dict)
+    """The integrations page's theme options set for the environment (checked when set)."""
 
     @property
     def frame_ancestors(self) -> str:
@@ -87,10 +90,13 @@ class EmbeddingPolicy:
         return self.loopback_any_port and parts.scheme == "http" and host in LOOPBACK_HOSTS
 
 
-def policy_for(environment: str, configured: Sequence[str]) -> EmbeddingPolicy:
+def policy_for(
+    environment: str, configured: Sequence[str], theme: Mapping[str, str] | None = None
+) -> EmbeddingPolicy:
     return EmbeddingPolicy(
         origins=tuple(configured),
         loopback_any_port=not configured and environment == "development",
+        theme=dict(theme or {}),
     )
 
 
@@ -110,6 +116,40 @@ class EmbeddingService:
         row = await self._row()
         return list(row.allowed_origins) if row else []
 
+    async def theme(self) -> dict[str, str]:
+        row = await self._row()
+        return dict(row.theme or {}) if row else {}
+
+    async def set_theme(self, raw: Mapping[str, Any]) -> dict[str, str]:
+        """Replace the page's theme; every option is checked as a mount call's would be."""
+        from embedded_ui.page.theme import parse_theme  # the page owns the theme's rules
+
+        theme = parse_theme(raw)
+        row = await self._get_or_add()
+        row.theme = theme
+        row.updated_at = utcnow()
+        audit.record(
+            self._session,
+            actor=self._actor,
+            action="environment.theme",
+            workspace_id=self._scope.workspace_id,
+            environment=self._scope.environment,
+        )
+        await self._session.flush()
+        return theme
+
+    async def _get_or_add(self) -> EnvironmentSettings:
+        row = await self._row()
+        if row is None:
+            row = EnvironmentSettings(
+                workspace_id=self._scope.workspace_id,
+                environment=self._scope.environment,
+                allowed_origins=[],
+                theme={},
+            )
+            self._session.add(row)
+        return row
+
     async def set_allowed_origins(self, origins: Sequence[str]) -> list[str]:
         if len(origins) > MAX_ORIGINS:
             raise InvalidRequest(
@@ -124,12 +164,7 @@ class EmbeddingService:
                         f"allowedOrigins: {origin} must use https in production.",
                         field="allowedOrigins",
                     )
-        row = await self._row()
-        if row is None:
-            row = EnvironmentSettings(
-                workspace_id=self._scope.workspace_id, environment=self._scope.environment
-            )
-            self._session.add(row)
+        row = await self._get_or_add()
         row.allowed_origins = clean
         row.updated_at = utcnow()
         audit.record(
@@ -155,7 +190,7 @@ class OriginPolicies:
         self._sessions = sessions
         self._ttl = ttl
         self._loaded_at = -math.inf
-        self._configured: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._configured: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, str]]] = {}
         self._lock = asyncio.Lock()
 
     def invalidate(self) -> None:
@@ -173,17 +208,22 @@ class OriginPolicies:
                         EnvironmentSettings.workspace_id,
                         EnvironmentSettings.environment,
                         EnvironmentSettings.allowed_origins,
+                        EnvironmentSettings.theme,
                     )
                 )
                 self._configured = {
-                    (row.workspace_id, row.environment): tuple(row.allowed_origins or ())
+                    (row.workspace_id, row.environment): (
+                        tuple(row.allowed_origins or ()),
+                        dict(row.theme or {}),
+                    )
                     for row in rows
                 }
             self._loaded_at = time.monotonic()
 
     async def policy(self, workspace_id: str, environment: str) -> EmbeddingPolicy:
         await self._refresh()
-        return policy_for(environment, self._configured.get((workspace_id, environment), ()))
+        origins, theme = self._configured.get((workspace_id, environment), ((), {}))
+        return policy_for(environment, origins, theme)
 
     async def any_allows(self, origin: str) -> bool:
         """For CORS preflights, which carry no token: could any environment accept it?"""
@@ -192,5 +232,5 @@ class OriginPolicies:
             return True
         return any(
             policy_for(env, origins).allows(origin)
-            for (_, env), origins in self._configured.items()
+            for (_, env), (origins, _theme) in self._configured.items()
         )
