@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +19,12 @@ import pytest
 from playwright.sync_api import Frame, FrameLocator, Page, expect
 
 from e2e.axe import assert_accessible
-from e2e.conftest import E2ESandbox
+from e2e.conftest import E2ESandbox, run_cli
 from embedded_ui.demo_host import DemoHost
 from embedded_ui.paths import EXAMPLES_DIR
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[1]
 STEP_TIMEOUT = 20_000  # ms
 COMMON = ["--workspace", "page-e2e", "--environment", "development"]
 RENAME = (
@@ -48,20 +45,6 @@ NEW_FIELD = (
 )
 
 
-def _cli(env: dict[str, str], *args: str) -> Any:
-    result = subprocess.run(
-        [sys.executable, "-m", "embedded_ui", *args, "--json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr or result.stdout
-    return json.loads(result.stdout)
-
-
 @dataclass(frozen=True)
 class Isv:
     host: DemoHost
@@ -80,7 +63,7 @@ class Isv:
         (self.files / "sandbox.yaml").write_text(sandbox)
         events = (EXAMPLES_DIR / "fulfillmently" / "events.yaml").read_text()
         (self.files / "events.yaml").write_text(events)
-        _cli(self.env, "apply", str(self.files), *COMMON, "--release")
+        run_cli(self.env, "apply", str(self.files), *COMMON, "--release")
 
     def workflows(self, username: str) -> dict[str, dict[str, Any]]:
         with httpx.Client(
@@ -100,8 +83,8 @@ def isv(
     sandbox_server: E2ESandbox,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Isv]:
-    _cli(live_server_env, "workspace", "create", "page-e2e")
-    key = _cli(live_server_env, "keys", "create", *COMMON)["key"]
+    run_cli(live_server_env, "workspace", "create", "page-e2e")
+    key = run_cli(live_server_env, "keys", "create", *COMMON)["key"]
     host = DemoHost(live_server, key).start()
     isv = Isv(
         host, key, live_server, sandbox_server, live_server_env, tmp_path_factory.mktemp("page")

@@ -34,7 +34,9 @@ MODAL_CSP = (
 )
 
 
-def _page(html: str, ancestors: str, status_code: int = 200) -> Response[str]:
+def framed_html(html: str, ancestors: str, status_code: int = 200) -> Response[str]:
+    """An HTML page of the modal or the integrations page: its own assets only, framed only
+    by ``ancestors``, never cached, no referrer."""
     return Response(
         html,
         status_code=status_code,
@@ -55,9 +57,9 @@ async def modal_page(
     an unknown one gets the empty policy (``'none'``), so nothing about it is revealed."""
     policy = await request.app.state.origin_policies.policy(workspace_id, environment)
     if environment not in ENVIRONMENTS:
-        return _page(render("modal/not_found.html"), "'none'", 404)
+        return framed_html(render("modal/not_found.html"), "'none'", 404)
     html = render("modal/shell.html", mode="frame", init=None)
-    return _page(html, policy.frame_ancestors)
+    return framed_html(html, policy.frame_ancestors)
 
 
 @get("/install/{token:str}", include_in_schema=False)
@@ -69,7 +71,7 @@ async def hosted_install(
     state = request.app.state
     link = await InstallLinkService(db_session).redeem(token)
     if link is None:
-        return _page(render("modal/not_found.html", expired=True), "'none'", 404)
+        return framed_html(render("modal/not_found.html", expired=True), "'none'", 404)
     user_token, _ = state.tokens.issue(
         user_id=link.user_id, workspace_id=link.workspace_id, environment=link.environment
     )
@@ -82,7 +84,7 @@ async def hosted_install(
     # never let it close the element.
     inline = Markup(json.dumps(init).replace("<", "\\u003c"))  # noqa: S704 - escaped above
     html = render("modal/shell.html", mode="page", init=inline)
-    return _page(html, "'none'")
+    return framed_html(html, "'none'")
 
 
 class ModalController(Controller):

@@ -9,14 +9,13 @@ from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.enums import MediaType
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui.api.auth import Principal
 from embedded_ui.errors import InvalidRequest, NotFound
 from embedded_ui.integrations import InstallationService
-from embedded_ui.modal.routes import MODAL_CSP
+from embedded_ui.modal.routes import framed_html
 from embedded_ui.page.content import Filters, build_cards, render_content
 from embedded_ui.page.theme import parse_theme, theme_css
 from embedded_ui.store import ENVIRONMENTS
@@ -24,19 +23,6 @@ from embedded_ui.templating import render
 from embedded_ui.users import UserService
 
 ACTIONS = ("activate", "deactivate", "upgrade", "uninstall")
-
-
-def _html(html: str, ancestors: str, status_code: int = 200) -> Response[str]:
-    return Response(
-        html,
-        status_code=status_code,
-        media_type=MediaType.HTML,
-        headers={
-            "Content-Security-Policy": MODAL_CSP.format(ancestors=ancestors),
-            "Cache-Control": "no-store",
-            "Referrer-Policy": "no-referrer",
-        },
-    )
 
 
 @get("/page/{workspace_id:str}/{environment:str}", include_in_schema=False)
@@ -49,16 +35,18 @@ async def integrations_page(
     ``scheme=dark``) and ``integrations``/``categories`` (comma-separated)."""
     policy = await request.app.state.origin_policies.policy(workspace_id, environment)
     if environment not in ENVIRONMENTS:
-        return _html(render("modal/not_found.html"), "'none'", 404)
+        return framed_html(render("modal/not_found.html"), "'none'", 404)
     query = dict(request.query_params)
     chosen = {k: query.pop(k, "") for k in ("integrations", "categories")}
     try:
         # The environment's theme, then the mount call's (or the plain iframe's) on top.
         theme = {**policy.theme, **parse_theme(query)}
     except InvalidRequest as exc:
-        return _html(render("page/shell.html", theme=None, error=exc.message, **chosen), "'none'")
+        return framed_html(
+            render("page/shell.html", theme=None, error=exc.message, **chosen), "'none'"
+        )
     html = render("page/shell.html", theme=urlencode(theme) if theme else None, error="", **chosen)
-    return _html(html, policy.frame_ancestors)
+    return framed_html(html, policy.frame_ancestors)
 
 
 @get("/page/theme.css", include_in_schema=False, media_type="text/css; charset=utf-8")
