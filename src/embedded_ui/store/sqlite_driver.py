@@ -52,7 +52,7 @@ class _Cursor(AsyncAdapt_aiosqlite_cursor):
         try:
             connection = self._connection
             description, rows, lastrowid, rowcount = self.await_(
-                connection._execute(_run, connection._conn, operation, parameters)  # type: ignore[attr-defined]
+                connection._execute(_run, connection._conn, operation, parameters)
             )
             if description:
                 self.description = description
