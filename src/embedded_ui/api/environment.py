@@ -35,7 +35,7 @@ class EnvironmentController(Controller):
     def _out(service: EmbeddingService, environment: str, origins: list[str]) -> EnvironmentOut:
         return EnvironmentOut(environment, origins, service.policy(origins).frame_ancestors)
 
-    @get("/", summary="Read the environment's embedding settings")
+    @get("/", summary="Read the environment's embedding settings", responses=error_responses())
     async def read(
         self, request: Request[Principal, Any, Any], db_session: NamedDependency[AsyncSession]
     ) -> EnvironmentOut:
