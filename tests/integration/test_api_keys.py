@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 import embedded_ui.api.auth
@@ -23,8 +23,9 @@ from conftest import TEST_SIGNING_KEYS
 from embedded_ui.cli import main as cli
 from embedded_ui.security import api_keys
 from embedded_ui.settings import Settings
-from embedded_ui.store import ApiKey, Base, create_engine
+from embedded_ui.store import ApiKey, Base, create_engine, utcnow
 from embedded_ui.workspaces import WorkspaceService
+from embedded_ui.workspaces.service import KEY_CACHE_SECONDS
 
 USERS = "/2024-03/users"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -177,6 +178,42 @@ async def test_a_revoked_key_is_401(
         await client.post(USERS, json={"username": "after-revoke"}, headers=tenant.headers),
         "revoked",
     )
+
+
+async def test_a_key_revoked_by_another_process_is_refused_within_a_second(
+    client: AsyncTestClient[Litestar], tenant: Any, settings: Settings
+) -> None:
+    """Each process trusts a key it looked up for KEY_CACHE_SECONDS (docs/security.md): a
+    revocation it did not make itself (here a plain UPDATE, as another process's commit looks
+    from this one) is honoured within that bound."""
+    assert KEY_CACHE_SECONDS <= 1.0
+    assert (await client.get(USERS, headers=tenant.headers)).status_code == 200  # now cached
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(ApiKey).where(ApiKey.id == tenant.key_id).values(revoked_at=utcnow())
+            )
+    finally:
+        await engine.dispose()
+    await asyncio.sleep(KEY_CACHE_SECONDS + 0.05)
+    unauthorized(await client.get(USERS, headers=tenant.headers), "revoked")
+
+
+async def test_a_revocation_in_this_process_wins_over_a_lookup_before_its_commit(
+    client: AsyncTestClient[Litestar], tenant: Any, settings: Settings
+) -> None:
+    """A request that reads the key between ``revoke_key`` and the COMMIT caches the old row;
+    the commit forgets it again, so the revoking process refuses the key at once."""
+    engine = create_engine(settings)
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            await WorkspaceService(session, actor="test").revoke_key(tenant.key_id)
+            assert (await client.get(USERS, headers=tenant.headers)).status_code == 200
+            await session.commit()
+    finally:
+        await engine.dispose()
+    unauthorized(await client.get(USERS, headers=tenant.headers), "revoked")
 
 
 async def test_revoking_twice_keeps_the_first_revocation(

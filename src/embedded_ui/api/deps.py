@@ -15,8 +15,7 @@ from embedded_ui.credentials import CredentialService
 from embedded_ui.errors import InvalidRequest, NotFound
 from embedded_ui.integrations import InstallationService, IntegrationService
 from embedded_ui.settings import Settings
-from embedded_ui.store import User
-from embedded_ui.users import UserService
+from embedded_ui.users import UserRecord, UserService
 
 AnyRequest = Request[Principal, Any, State]
 
@@ -77,14 +76,16 @@ Integrations = NamedDependency[IntegrationService]
 Credentials = NamedDependency[CredentialService]
 
 
-async def resolve_user(principal: Principal, users: UserService, user_ref: str | None) -> User:
+async def resolve_user(
+    principal: Principal, users: UserService, user_ref: str | None
+) -> UserRecord:
     """The user a request is about. A user token may only name itself (another user → 404);
     an API key must name one (`userId` by id or username)."""
     if principal.user_id is not None:
-        user = await users.get(principal.user_id)
+        user = await users.read(principal.user_id)
         if user_ref not in (None, "", user.id, user.username):
             raise NotFound(f"No user {user_ref!r} in this environment.")
         return user
     if not user_ref:
         raise InvalidRequest("userId: required (the user's id or username).", field="userId")
-    return await users.get(user_ref)
+    return await users.read(user_ref)

@@ -8,6 +8,7 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 
 from embedded_ui.store import User, iso_ms
+from embedded_ui.users import UserRecord
 
 
 class ErrorBody(msgspec.Struct):
@@ -24,7 +25,7 @@ class UserOut(msgspec.Struct, rename="camel"):
     created_at: str
 
     @classmethod
-    def of(cls, user: User) -> UserOut:
+    def of(cls, user: User | UserRecord) -> UserOut:
         return cls(user.id, user.username, user.full_name, iso_ms(user.created_at))
 
 

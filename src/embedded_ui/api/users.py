@@ -104,7 +104,7 @@ class UsersController(Controller):
 
     @get("/{user_id:str}", summary="Get a user", responses=error_responses(404))
     async def get_user(self, user_id: UserRef, user_service: Users) -> UserOut:
-        return UserOut.of(await user_service.get(user_id))
+        return UserOut.of(await user_service.read(user_id))
 
     @put(
         "/{user_id:str}",
@@ -152,7 +152,7 @@ class UsersController(Controller):
 async def issue_token(
     user_id: str, user_service: Users, state: State, principal: Principal
 ) -> TokenOut:
-    user = await user_service.get(user_id)
+    user = await user_service.read(user_id)
     token, expires_at = state.tokens.issue(
         user_id=user.id,
         workspace_id=principal.scope.workspace_id,

@@ -39,8 +39,13 @@ from embedded_ui.store import (
     bind_scope,
     utcnow,
 )
+from embedded_ui.users import UserRecord
 
 PENDING_LIFETIME = timedelta(hours=24)
+
+
+AnyUser = User | UserRecord
+"""Only the user's id is read: an ORM entity or a plain record (``UserService.read``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +140,7 @@ class InstallationService:
         rows = (await self._session.execute(query)).all()
         return [ReleasedWorkflow(*row) for row in rows]
 
-    async def installations_of(self, user: User) -> dict[str, Installation]:
+    async def installations_of(self, user: AnyUser) -> dict[str, Installation]:
         rows = await self._session.scalars(
             select(Installation).where(Installation.user_id == user.id)
         )
@@ -203,7 +208,7 @@ class InstallationService:
         return view
 
     async def integrations_for(
-        self, user: User, integration_id: str | None = None
+        self, user: AnyUser, integration_id: str | None = None
     ) -> list[IntegrationView]:
         cached = await self._release()
         released = [
@@ -235,7 +240,7 @@ class InstallationService:
         return list(grouped.values())
 
     async def workflows_for(
-        self, user: User, workflow_id: str | None = None
+        self, user: AnyUser, workflow_id: str | None = None
     ) -> list[UserWorkflowView]:
         released = await self.released()
         installed = await self.installations_of(user)
@@ -293,7 +298,7 @@ class InstallationService:
 
     # -- changing -------------------------------------------------------------------------
 
-    async def _installed(self, user: User, workflow_id: str) -> Installation:
+    async def _installed(self, user: AnyUser, workflow_id: str) -> Installation:
         installation = await self._session.scalar(
             select(Installation).where(
                 Installation.user_id == user.id, Installation.workflow_id == workflow_id
@@ -303,14 +308,14 @@ class InstallationService:
             raise NotFound(f"Workflow {workflow_id!r} is not installed for this user.")
         return installation
 
-    async def set_active(self, user: User, workflow_id: str, active: bool) -> Installation:
+    async def set_active(self, user: AnyUser, workflow_id: str, active: bool) -> Installation:
         installation = await self._installed(user, workflow_id)
         if installation.active != active:
             installation.active = active
             installation.updated_at = utcnow()
         return installation
 
-    async def deactivate_all(self, user: User) -> int:
+    async def deactivate_all(self, user: AnyUser) -> int:
         result = await self._session.execute(
             update(Installation)
             .where(Installation.user_id == user.id, Installation.active.is_(True))
@@ -319,10 +324,10 @@ class InstallationService:
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
-    async def uninstall(self, user: User, workflow_id: str) -> None:
+    async def uninstall(self, user: AnyUser, workflow_id: str) -> None:
         await self._session.delete(await self._installed(user, workflow_id))
 
-    async def upgrade(self, user: User, workflow_id: str) -> tuple[Installation, int]:
+    async def upgrade(self, user: AnyUser, workflow_id: str) -> tuple[Installation, int]:
         """Move an installation to the latest released version, keeping its values. Refused
         (409, naming the fields) when the configurable fields differ: the user must reinstall."""
         installation = await self._installed(user, workflow_id)
@@ -348,7 +353,7 @@ class InstallationService:
         return installation, previous_version
 
     async def _credentials_by_app(
-        self, user: User, credential_ids: Sequence[str]
+        self, user: AnyUser, credential_ids: Sequence[str]
     ) -> dict[str, str]:
         if not credential_ids:
             return {}
@@ -367,7 +372,7 @@ class InstallationService:
 
     async def install(
         self,
-        user: User,
+        user: AnyUser,
         workflow_ids: Sequence[str],
         credential_ids: Sequence[str],
         values: Mapping[str, Mapping[str, Any]],
@@ -456,7 +461,7 @@ class InstallationService:
 
     async def start_headless(
         self,
-        user: User,
+        user: AnyUser,
         integration_id: str,
         workflow_ids: Sequence[str] | None,
         credential_ids: Sequence[str],

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from embedded_ui.users.service import MAX_BATCH, BatchResult, NewUser, UserService, clean_text
+from embedded_ui.users.service import (
+    MAX_BATCH,
+    BatchResult,
+    NewUser,
+    UserRecord,
+    UserService,
+    clean_text,
+)
 
-__all__ = ["MAX_BATCH", "BatchResult", "NewUser", "UserService", "clean_text"]
+__all__ = ["MAX_BATCH", "BatchResult", "NewUser", "UserRecord", "UserService", "clean_text"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,6 +52,27 @@ class BatchResult:
     index: int
     user: User | None = None
     error: EmbeddedUIError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A user as read for an answer: plain values, no ORM identity (see ``UserService.read``)."""
+
+    id: str
+    username: str
+    full_name: str | None
+    created_at: datetime
+
+
+# The hot reads, as Core statements with the tenant filter written out: they run on the
+# session's connection, so the ORM's tenant scope (store/db.py) does not apply to them.
+_USER_COLUMNS = select(User.id, User.username, User.full_name, User.created_at)
+_TENANT = (User.workspace_id == bindparam("workspace_id")) & (
+    User.environment == bindparam("environment")
+)
+_USER_BY_ID = _USER_COLUMNS.where(_TENANT & (User.id == bindparam("reference")))
+_USER_BY_USERNAME = _USER_COLUMNS.where(_TENANT & (User.username == bindparam("reference")))
+_USER_EXISTS = select(User.id).where(_TENANT & (User.id == bindparam("reference")))
 
 
 class UserService:
@@ -152,6 +174,25 @@ class UserService:
             raise NotFound(f"No user {reference!r} in this environment.")
         return user
 
+    async def read(self, reference: str) -> UserRecord:
+        """``get`` for answers that only show the user: one Core SELECT on an index (two when
+        the reference is a username), no ORM entity; the same tenant filter, written out."""
+        connection = await self._session.connection()
+        params = self._params(reference)
+        row = (await connection.execute(_USER_BY_ID, params)).one_or_none()
+        if row is None:
+            row = (await connection.execute(_USER_BY_USERNAME, params)).one_or_none()
+        if row is None:
+            raise NotFound(f"No user {reference!r} in this environment.")
+        return UserRecord(row.id, row.username, row.full_name, row.created_at)
+
+    def _params(self, reference: str) -> dict[str, str]:
+        return {
+            "workspace_id": self._scope.workspace_id,
+            "environment": self._scope.environment,
+            "reference": reference,
+        }
+
     async def update(self, reference: str, changes: dict[str, str | None]) -> User:
         if not changes:
             raise InvalidRequest("Nothing to update: send username and/or fullName.")
@@ -189,7 +230,9 @@ class UserService:
         return user.id
 
     async def exists(self, user_id: str) -> bool:
-        return (await self._session.scalar(select(User.id).where(User.id == user_id))) is not None
+        connection = await self._session.connection()
+        found = await connection.execute(_USER_EXISTS, self._params(user_id))
+        return found.first() is not None
 
 
 def _duplicate(username: str) -> Conflict:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from embedded_ui import audit
 from embedded_ui.errors import Conflict, InvalidRequest, NotFound, Unauthorized
@@ -97,6 +99,9 @@ class WorkspaceService:
             raise NotFound(f"No API key has the id {key_id!r}.")
         if key.revoked_at is None:
             key.revoked_at = utcnow()
+            # This process refuses the key at once; others within KEY_CACHE_SECONDS.
+            KEY_CACHE.forget(key.key_hash)
+            self._session.info.setdefault(_REVOKED_HASHES, set()).add(key.key_hash)
             audit.record(
                 self._session,
                 actor=self._actor,
@@ -116,23 +121,80 @@ class ApiKeyPrincipal:
     key_id: str
 
 
+KEY_CACHE_SECONDS = 1.0
+"""How long a process trusts an API key it looked up: a key revoked by another process (the
+CLI, another worker) is refused by this one at most this long after the revocation commits.
+The process that revokes a key forgets it at once (docs/security.md)."""
+
+
+class KeyCache:
+    """``key_hash -> (principal, expiry)`` for keys found valid; refusals are never cached."""
+
+    def __init__(self, ttl: float = KEY_CACHE_SECONDS, max_entries: int = 10_000) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._entries: dict[str, tuple[ApiKeyPrincipal, float]] = {}
+
+    def get(self, key_hash: str) -> ApiKeyPrincipal | None:
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            self._entries.pop(key_hash, None)
+            return None
+        return entry[0]
+
+    def put(self, key_hash: str, principal: ApiKeyPrincipal) -> None:
+        if len(self._entries) >= self._max:
+            now = time.monotonic()
+            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+        self._entries[key_hash] = (principal, time.monotonic() + self._ttl)
+
+    def forget(self, key_hash: str) -> None:
+        self._entries.pop(key_hash, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+KEY_CACHE = KeyCache()
+_KEY_BY_HASH = select(ApiKey.id, ApiKey.workspace_id, ApiKey.environment, ApiKey.revoked_at).where(
+    ApiKey.key_hash == bindparam("key_hash")
+)
+_REVOKED_HASHES = "embedded_ui.revoked_key_hashes"
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_revoked(session: Session) -> None:
+    # Again after the COMMIT: a request of this process may have cached the key between
+    # revoke_key and the commit, from the row as it was before.
+    for key_hash in session.info.pop(_REVOKED_HASHES, ()):
+        KEY_CACHE.forget(key_hash)
+
+
 async def authenticate_key(
     session: AsyncSession, environment: str, key_hash: str
 ) -> ApiKeyPrincipal:
-    row = (
-        await session.execute(
-            select(ApiKey.id, ApiKey.workspace_id, ApiKey.environment, ApiKey.revoked_at).where(
-                ApiKey.key_hash == key_hash
-            )
-        )
-    ).one_or_none()
-    if row is None:
-        raise Unauthorized("The API key is not recognised.")
-    if row.revoked_at is not None:
-        raise Unauthorized("The API key has been revoked.")
-    if row.environment != environment:  # cannot happen unless the table was edited by hand
+    """The principal of a key, by its hash (the caller checked its shape and checksum).
+
+    Valid keys are cached per process for ``KEY_CACHE_SECONDS``: most requests then touch
+    no database for authentication. The lookup is a Core SELECT on the unique ``key_hash``
+    index (no ORM entity, no tenant scope: the key is what establishes the tenant)."""
+    principal = KEY_CACHE.get(key_hash)
+    if principal is None:
+        connection = await session.connection()
+        row = (await connection.execute(_KEY_BY_HASH, {"key_hash": key_hash})).one_or_none()
+        if row is None:
+            raise Unauthorized("The API key is not recognised.")
+        if row.revoked_at is not None:
+            raise Unauthorized("The API key has been revoked.")
+        principal = ApiKeyPrincipal(scope=Scope(row.workspace_id, row.environment), key_id=row.id)
+        KEY_CACHE.put(key_hash, principal)
+    if principal.scope.environment != environment:  # only if the table was edited by hand
         raise Unauthorized("The API key does not belong to this environment.")
-    return ApiKeyPrincipal(scope=Scope(row.workspace_id, row.environment), key_id=row.id)
+    return principal
 
 
 def describe_key(key: ApiKey) -> dict[str, str | None]:
