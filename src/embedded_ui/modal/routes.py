@@ -14,16 +14,13 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui.api.auth import Principal
-from embedded_ui.api.deps import service_values
-from embedded_ui.credentials import CredentialService
+from embedded_ui.api.deps import SERVICES, Credentials, Installations, Users, service_values
 from embedded_ui.errors import NotFound
-from embedded_ui.integrations import InstallationService
 from embedded_ui.modal.flow import ModalFlow, Params, State
 from embedded_ui.modal.links import InstallLinkService
 from embedded_ui.oauth import fresh_secret_for
-from embedded_ui.store import ENVIRONMENTS, Scope
+from embedded_ui.store import ENVIRONMENTS
 from embedded_ui.templating import render
-from embedded_ui.users import UserService
 
 # The modal's own assets only; inline scripts and styles are refused. `frame-ancestors` is
 # appended per environment.
@@ -89,6 +86,7 @@ async def hosted_install(
 
 class ModalController(Controller):
     path = "/"
+    dependencies = SERVICES
 
     @post("/step", status_code=200)
     async def step(
@@ -96,35 +94,24 @@ class ModalController(Controller):
         data: JSONBody[dict[str, Any]],
         request: Request[Principal, Any, Any],
         db_session: NamedDependency[AsyncSession],
+        user_service: Users,
+        installation_service: Installations,
+        credential_service: Credentials,
     ) -> dict[str, Any]:
         principal = request.user
         if principal.user_id is None:  # AuthMiddleware with auth="user" guarantees one
             raise NotFound("No user.")
         state = request.app.state
-        scope: Scope = principal.scope
-        users = UserService(db_session, scope, actor=principal.actor)
-        user = await users.get(principal.user_id)
-        credentials = CredentialService(
-            db_session,
-            scope,
-            state.vault,
-            state.apps,
-            http=state.http,
-            service_values=service_values(state.settings),
-        )
-        installations = InstallationService(
-            db_session, scope, state.apps, state.settings.public_url, state.released_cache
-        )
         flow = ModalFlow(
             db_session,
-            user,
-            installations,
-            credentials,
+            await user_service.get(principal.user_id),
+            installation_service,
+            credential_service,
             state.apps,
             state.http,
             service_values(state.settings),
             fresh_oauth_secret=lambda credential_id, force: fresh_secret_for(
-                state, scope, credential_id, force=force
+                state, principal.scope, credential_id, force=force
             ),
         )
         params = Params.parse(data.get("operation"), data.get("params"))

@@ -13,6 +13,7 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui.api.auth import Principal
+from embedded_ui.api.deps import SERVICES, Installations, Users
 from embedded_ui.errors import InvalidRequest, NotFound
 from embedded_ui.integrations import InstallationService
 from embedded_ui.modal.routes import framed_html
@@ -20,7 +21,6 @@ from embedded_ui.page.content import Filters, build_cards, render_content
 from embedded_ui.page.theme import parse_theme, theme_css
 from embedded_ui.store import ENVIRONMENTS
 from embedded_ui.templating import render
-from embedded_ui.users import UserService
 
 ACTIONS = ("activate", "deactivate", "upgrade", "uninstall")
 
@@ -69,6 +69,7 @@ async def theme_stylesheet(request: Request[Any, Any, Any]) -> Response[str]:
 
 class PageController(Controller):
     path = "/page"
+    dependencies = SERVICES
 
     @post("/", status_code=200)
     async def content(
@@ -76,6 +77,8 @@ class PageController(Controller):
         data: JSONBody[dict[str, Any]],
         request: Request[Principal, Any, Any],
         db_session: NamedDependency[AsyncSession],
+        user_service: Users,
+        installation_service: Installations,
     ) -> dict[str, Any]:
         """``{integrations?, categories?, q?, category?, action?: {type, workflowId}}`` →
         ``{html, shown, event?}``. An action runs first (activate, deactivate, upgrade,
@@ -83,13 +86,8 @@ class PageController(Controller):
         principal = request.user
         if principal.user_id is None:  # AuthMiddleware with auth="user" guarantees one
             raise NotFound("No user.")
-        state = request.app.state
-        user = await UserService(db_session, principal.scope, actor=principal.actor).get(
-            principal.user_id
-        )
-        installations = InstallationService(
-            db_session, principal.scope, state.apps, state.settings.public_url, state.released_cache
-        )
+        user = await user_service.get(principal.user_id)
+        installations = installation_service
         filters = Filters.parse(data)
         event, notice = await _act(installations, user, data.get("action"))
         if event is not None:
