@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,27 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log: Pa
 REPO = Path(__file__).resolve().parents[1]
 
 
+@contextmanager
+def _running(arguments: list[str], env: dict[str, str], workdir: Path, url: str) -> Iterator[None]:
+    """``embedded-ui ARGUMENTS`` in its own process group until the block ends, once ``url``
+    answers ``/health``; its output goes to ``workdir/<command>.log``."""
+    log = workdir / f"{arguments[0]}.log"
+    with ExitStack() as stack:
+        output = stack.enter_context(log.open("wb"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "embedded_ui", *arguments],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        stack.callback(_stop, process)
+        _wait_until_healthy(process, url, log)
+        yield
+
+
 def run_cli(env: dict[str, str], *args: str) -> Any:
     """``embedded-ui ARGS --json`` with the live server's environment; its parsed output."""
     result = subprocess.run(
@@ -183,20 +204,7 @@ def sandbox_server(live_server_workdir: Path, live_server_port: int) -> Iterator
             f"http://127.0.0.1:{live_server_port}/oauth/callback/sandbox"
         ),
     }
-    log = live_server_workdir / "sandbox.log"
-    with ExitStack() as stack:
-        output = stack.enter_context(log.open("wb"))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "embedded_ui", "sandbox", "--port", str(port)],
-            cwd=live_server_workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        stack.callback(_stop, process)
-        _wait_until_healthy(process, sandbox.url, log)
+    with _running(["sandbox", "--port", str(port)], env, live_server_workdir, sandbox.url):
         yield sandbox
 
 
@@ -226,23 +234,9 @@ def live_server(
     live_server_workdir: Path, live_server_env: dict[str, str], live_server_port: int
 ) -> Iterator[str]:
     """The base URL of a real `embedded-ui serve` on 127.0.0.1, private to this process."""
-    workdir, env = live_server_workdir, live_server_env
-    port = live_server_port
-    base_url = f"http://127.0.0.1:{port}"
-    log = workdir / "server.log"
-    with ExitStack() as stack:
-        output = stack.enter_context(log.open("wb"))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "embedded_ui", "serve", "--port", str(port)],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        stack.callback(_stop, process)
-        _wait_until_healthy(process, base_url, log)
+    base_url = f"http://127.0.0.1:{live_server_port}"
+    arguments = ["serve", "--port", str(live_server_port)]
+    with _running(arguments, live_server_env, live_server_workdir, base_url):
         yield base_url
 
 
