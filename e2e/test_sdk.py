@@ -19,6 +19,7 @@ import base64
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -161,8 +162,13 @@ def open_host(page: Page, isv: str, copies: int = 1) -> None:
 
 def modal_frame(page: Page, live_server: str) -> Frame:
     page.wait_for_selector("iframe[src*='/modal/']", state="attached", timeout=UI_TIMEOUT)
-    frame = page.frame(url=re.compile(re.escape(live_server) + "/modal/"))
-    assert frame is not None
+    # The element is attached before its frame has navigated: wait for the frame itself
+    # (on a busy machine it shows up a moment later).
+    address = re.compile(re.escape(live_server) + "/modal/")
+    deadline = time.monotonic() + UI_TIMEOUT / 1000
+    while (frame := page.frame(url=address)) is None:
+        assert time.monotonic() < deadline, "the modal's frame never navigated"
+        page.wait_for_timeout(50)
     frame.wait_for_function("window.received && window.received.length > 0", timeout=UI_TIMEOUT)
     return frame
 
