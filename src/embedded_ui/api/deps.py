@@ -15,6 +15,7 @@ from embedded_ui.credentials import CredentialService
 from embedded_ui.errors import InvalidRequest, NotFound
 from embedded_ui.integrations import InstallationService, IntegrationService
 from embedded_ui.settings import Settings
+from embedded_ui.store import User
 from embedded_ui.users import UserRecord, UserService
 
 AnyRequest = Request[Principal, Any, State]
@@ -89,3 +90,10 @@ async def resolve_user(
     if not user_ref:
         raise InvalidRequest("userId: required (the user's id or username).", field="userId")
     return await users.read(user_ref)
+
+
+async def token_user(principal: Principal, users: UserService) -> User:
+    """The user of a user-token request (routes with ``auth="user"``, which guarantees one)."""
+    if principal.user_id is None:
+        raise NotFound("No user.")
+    return await users.get(principal.user_id)

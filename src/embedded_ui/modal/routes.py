@@ -14,8 +14,14 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui.api.auth import Principal
-from embedded_ui.api.deps import SERVICES, Credentials, Installations, Users, service_values
-from embedded_ui.errors import NotFound
+from embedded_ui.api.deps import (
+    SERVICES,
+    Credentials,
+    Installations,
+    Users,
+    service_values,
+    token_user,
+)
 from embedded_ui.modal.flow import ModalFlow, Params, State
 from embedded_ui.modal.links import InstallLinkService
 from embedded_ui.oauth import fresh_secret_for
@@ -99,12 +105,10 @@ class ModalController(Controller):
         credential_service: Credentials,
     ) -> dict[str, Any]:
         principal = request.user
-        if principal.user_id is None:  # AuthMiddleware with auth="user" guarantees one
-            raise NotFound("No user.")
         state = request.app.state
         flow = ModalFlow(
             db_session,
-            await user_service.get(principal.user_id),
+            await token_user(principal, user_service),
             installation_service,
             credential_service,
             state.apps,

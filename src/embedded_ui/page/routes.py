@@ -13,8 +13,8 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui.api.auth import Principal
-from embedded_ui.api.deps import SERVICES, Installations, Users
-from embedded_ui.errors import InvalidRequest, NotFound
+from embedded_ui.api.deps import SERVICES, Installations, Users, token_user
+from embedded_ui.errors import InvalidRequest
 from embedded_ui.integrations import InstallationService
 from embedded_ui.modal.routes import framed_html
 from embedded_ui.page.content import Filters, build_cards, render_content
@@ -84,9 +84,7 @@ class PageController(Controller):
         ``{html, shown, event?}``. An action runs first (activate, deactivate, upgrade,
         uninstall), then the content is rendered as it is after it."""
         principal = request.user
-        if principal.user_id is None:  # AuthMiddleware with auth="user" guarantees one
-            raise NotFound("No user.")
-        user = await user_service.get(principal.user_id)
+        user = await token_user(principal, user_service)
         installations = installation_service
         filters = Filters.parse(data)
         event, notice = await _act(installations, user, data.get("action"))
