@@ -160,15 +160,22 @@ def open_host(page: Page, isv: str, copies: int = 1) -> None:
     page.wait_for_function("typeof window.Alloy === 'object'")
 
 
-def modal_frame(page: Page, live_server: str) -> Frame:
-    page.wait_for_selector("iframe[src*='/modal/']", state="attached", timeout=UI_TIMEOUT)
-    # The element is attached before its frame has navigated: wait for the frame itself
-    # (on a busy machine it shows up a moment later).
-    address = re.compile(re.escape(live_server) + "/modal/")
+def wait_for_frame(page: Page, address: str | re.Pattern[str]) -> Frame:
+    """The frame showing `address`, once it has navigated there.
+
+    An iframe element is attached before its frame has navigated; on a busy machine the
+    frame shows up a moment later.
+    """
     deadline = time.monotonic() + UI_TIMEOUT / 1000
     while (frame := page.frame(url=address)) is None:
-        assert time.monotonic() < deadline, "the modal's frame never navigated"
+        assert time.monotonic() < deadline, f"no frame ever showed {address}"
         page.wait_for_timeout(50)
+    return frame
+
+
+def modal_frame(page: Page, live_server: str) -> Frame:
+    page.wait_for_selector("iframe[src*='/modal/']", state="attached", timeout=UI_TIMEOUT)
+    frame = wait_for_frame(page, re.compile(re.escape(live_server) + "/modal/"))
     frame.wait_for_function("window.received && window.received.length > 0", timeout=UI_TIMEOUT)
     return frame
 
@@ -264,8 +271,7 @@ def test_messages_from_other_origins_and_other_windows_are_ignored(
         [foreign, live_server],
     )
     page.wait_for_function(f"seen.filter((s) => s.startsWith({json.dumps(foreign)})).length === 4")
-    other = page.frame(url=f"{live_server}/modal/other/development")
-    assert other is not None
+    other = wait_for_frame(page, f"{live_server}/modal/other/development")
     other.wait_for_function("typeof window.send === 'function'")
     other.evaluate(
         """() => { send({type: "eui:success", result: {success: true}});
