@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -92,6 +93,19 @@ class Settings:
     as the sandbox's own, `EMBEDDED_UI_SANDBOX_PUBLIC_URL`, so one setting serves both."""
     workers: int = 1
     """Worker processes started by `embedded-ui serve`."""
+    inprocess_worker: bool = True
+    """Run workflow executions inside the service's own processes. Defaults to on without
+    Redis and off with it (then `embedded-ui worker` processes run them through SAQ)."""
+    worker_concurrency: int = 32
+    """Executions one worker process runs at the same time."""
+    retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    """Seconds to wait before each retry of a failed delivery (before jitter); after the last
+    one the execution fails. `EMBEDDED_UI_RETRY_SCHEDULE=5,300,...`."""
+    outbound_allow: tuple[str, ...] = ()
+    """Networks (CIDR) that Stream Data and the error URL may reach although they are not
+    global (loopback, private...). Empty: only global addresses. The demo and tests set it."""
+    log_retention_days: int = 60
+    """Executions (logs) and errors older than this are purged."""
     log_level: str = "INFO"
     """Python log level name."""
     log_format: Literal["console", "json"] = "console"
@@ -112,6 +126,7 @@ class Settings:
         env = EnvReader(os.environ if environ is None else environ, reserved=_RESERVED)
         mode = cast(Mode, env.choice("MODE", ("development", "production"), "development"))
         port = env.integer("PORT", 8000, 1, 65535)
+        redis_url = env.optional_url("REDIS_URL", ("redis", "rediss", "unix"))
         host = env.text("HOST", "127.0.0.1")
         default_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
         settings = cls(
@@ -122,7 +137,7 @@ class Settings:
             database_url=env.database_url("DATABASE_URL", DEFAULT_DATABASE_URL),
             database_pool_size=env.integer("DATABASE_POOL_SIZE", 10, 1, 200),
             migrate_on_start=env.boolean("MIGRATE_ON_START", True),
-            redis_url=env.optional_url("REDIS_URL", ("redis", "rediss", "unix")),
+            redis_url=redis_url,
             signing_keys=env.signing_keys("SIGNING_KEYS", allow_default=mode == "development"),
             vault_keys=env.vault_keys("VAULT_KEYS", allow_default=mode == "development"),
             user_token_ttl=env.integer("USER_TOKEN_TTL", 3600, 60, MAX_USER_TOKEN_TTL),
@@ -130,6 +145,13 @@ class Settings:
             max_request_bytes=env.integer("MAX_REQUEST_BYTES", 1_048_576, 1024, 100 * 1_048_576),
             sandbox_url=env.url("SANDBOX_PUBLIC_URL", "http://127.0.0.1:8001"),
             workers=env.integer("WORKERS", 1, 1, 64),
+            inprocess_worker=env.boolean("INPROCESS_WORKER", redis_url is None),
+            worker_concurrency=env.integer("WORKER_CONCURRENCY", 32, 1, 1000),
+            retry_schedule=env.seconds_list(
+                "RETRY_SCHEDULE", (5, 300, 1800, 7200, 18000, 36000, 36000)
+            ),
+            outbound_allow=env.networks("OUTBOUND_ALLOW"),
+            log_retention_days=env.integer("LOG_RETENTION_DAYS", 60, 1, 3650),
             log_level=env.choice(
                 "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
             ),
@@ -214,6 +236,32 @@ class EnvReader:
         if urlsplit(raw).scheme not in schemes:
             raise self._fail(name, f"expected a URL starting with {' or '.join(schemes)}://")
         return raw
+
+    def seconds_list(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            values = tuple(float(item) for item in raw.split(","))
+        except ValueError:
+            raise self._fail(name, f"expected comma-separated seconds, got {raw!r}") from None
+        if not 1 <= len(values) <= 20 or any(not 0 <= v <= 7 * 86400 for v in values):
+            raise self._fail(name, "expected 1 to 20 delays, each from 0 to 604800 seconds")
+        return values
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        raw = self._raw(name)
+        if raw is None:
+            return ()
+        networks = []
+        for item in raw.split(","):
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise self._fail(
+                    name, f"expected comma-separated networks such as 127.0.0.0/8, got {item!r}"
+                ) from None
+        return tuple(networks)
 
     def database_url(self, name: str, default: str) -> str:
         raw = self._raw(name) or default

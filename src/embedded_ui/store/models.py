@@ -208,6 +208,14 @@ class Installation(TenantScoped, Base):
     active: Mapped[bool] = mapped_column(default=True)
     values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     credential_ids: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    webhook_key_id: Mapped[str | None] = mapped_column(String(64))
+    webhook_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """The inbound webhook secret (sealed): the app's signing secret from the registration,
+    or a per-installation secret for apps that do not sign."""
+    webhook_registrations: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
+    """What the app answered when we registered our webhook with it (ids, never secrets)."""
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
 
@@ -255,6 +263,8 @@ class EnvironmentSettings(TenantScoped, Base):
     allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     theme: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
     """The integrations page's theme options for this environment (a mount call's win)."""
+    error_url: Mapped[str | None] = mapped_column(String(2048))
+    """Where every workflow error is POSTed as it happens (Alloy's error webhook)."""
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
 
     __table_args__ = (UniqueConstraint("workspace_id", "environment"),)
@@ -317,3 +327,137 @@ class InstallLink(TenantScoped, Base):
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class Execution(TenantScoped, Base):
+    """One run of a user's installed workflow, and its queue entry: the row is written in the
+    same transaction that accepts the trigger, so nothing is queued that is not stored.
+
+    A worker claims a due row (``status`` queued, ``available_at`` past) by setting
+    ``running`` and a lease; a row whose lease ran out is claimed again (its worker died).
+    ``results`` holds one entry per block (the logs); blocks that succeeded are not run
+    again on a retry. The delivery id of Stream Data is derived from ``id``, so it stays the
+    same across retries."""
+
+    __tablename__ = "execution"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(24), ForeignKey("end_user.id", ondelete="CASCADE"))
+    workflow_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("parent_workflow.id", ondelete="CASCADE")
+    )
+    installation_id: Mapped[str] = mapped_column(String(24))
+    version_number: Mapped[int]
+    trigger_type: Mapped[str] = mapped_column(String(20))
+    """custom_event, app_event, manual (`POST /run/workflow`) or rerun."""
+    trigger: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    """queued → running → succeeded | failed (and back to queued while retries remain)."""
+    attempt: Mapped[int] = mapped_column(default=0)
+    available_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(String(1000))
+    rerun_of: Mapped[str | None] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+    __table_args__ = (
+        Index(None, "status", "available_at"),
+        Index(None, "workspace_id", "environment", "workflow_id", "created_at"),
+        Index(None, "user_id"),
+        Index(None, "created_at"),
+    )
+
+
+class WorkflowError(TenantScoped, Base):
+    """One block failure of an execution (each failed attempt), for `GET .../errors`."""
+
+    __tablename__ = "workflow_error"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(24), ForeignKey("end_user.id", ondelete="CASCADE"))
+    workflow_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("parent_workflow.id", ondelete="CASCADE")
+    )
+    execution_id: Mapped[str] = mapped_column(String(24))
+    block_id: Mapped[str] = mapped_column(String(100))
+    block_name: Mapped[str] = mapped_column(String(200))
+    block_type: Mapped[str] = mapped_column(String(30))
+    message: Mapped[str] = mapped_column(String(1000))
+    occurred_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        # Named by hand: the conventional name is longer than PostgreSQL's 63 characters.
+        Index(
+            "ix_workflow_error_tenant_workflow_time",
+            "workspace_id",
+            "environment",
+            "workflow_id",
+            "occurred_at",
+        ),
+        Index(None, "user_id"),
+        Index(None, "occurred_at"),
+    )
+
+
+class IdempotencyRecord(TenantScoped, Base):
+    """The answer given to one `Idempotency-Key`, replayed for 24 hours."""
+
+    __tablename__ = "idempotency_record"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "environment", "key"),
+        Index(None, "created_at"),
+    )
+
+
+class InboundDelivery(TenantScoped, Base):
+    """A webhook delivery id already accepted from an app, so a redelivery is not run twice."""
+
+    __tablename__ = "inbound_delivery"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(60))
+    """The installation (or user, for user-wide URLs) the delivery came in for."""
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "environment", "source", "delivery_id"),
+        Index(None, "created_at"),
+    )
+
+
+class StreamEndpoint(TenantScoped, Base):
+    """A URL that Stream Data blocks (and the error URL) deliver to, with its Standard
+    Webhooks signing secret (sealed). A 410 answer disables it until the ISV enables it."""
+
+    __tablename__ = "stream_endpoint"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    url: Mapped[str] = mapped_column(String(2048))
+    url_hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    disabled_reason: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("workspace_id", "environment", "url_hash"),)
+
+
+class Destination(TenantScoped, Base):
+    """A database that `database` blocks insert into: a SQLAlchemy URL, sealed, by name."""
+
+    __tablename__ = "destination"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100))
+    key_id: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("workspace_id", "environment", "name"),)
