@@ -370,7 +370,7 @@ def _size(value: Any, limit: int, what: str = "") -> int:
         if isinstance(item, str):
             total += len(item) + 2
         elif isinstance(item, dict):
-            total += 2 + sum(len(k) + 4 for k in item)
+            total += 2 + sum(len(str(k)) + 4 for k in item)
             stack.extend(item.values())
         elif isinstance(item, list):
             total += 2 + len(item)
