@@ -528,3 +528,80 @@ def oauth_clients_delete(workspace_ref: str, environment: str, app_key: str, as_
 
     _run(work)
     _emit(as_json, {"app": app_key, "deleted": True}, f"OAuth client for {app_key} deleted.")
+
+
+@main.group()
+def destinations() -> None:
+    """Named databases that `database` blocks insert into, per environment."""
+
+
+def _destination_service(session: AsyncSession, scope: Scope) -> Any:
+    from embedded_ui.engine.destinations import DestinationService
+
+    settings = _settings()
+    return DestinationService(
+        session,
+        scope,
+        Vault(settings.vault_keys),
+        actor="cli",
+        service_database_url=settings.database_url,
+    )
+
+
+@destinations.command("set")
+@click.argument("name")
+@click.argument("url")
+@_tenant_options
+@json_option
+def destinations_set(
+    name: str, url: str, workspace_ref: str, environment: str, as_json: bool
+) -> None:
+    """Save the database URL of destination NAME (replaces any earlier one; encrypted).
+
+    URL is a SQLAlchemy URL: postgresql://user:password@host/db or sqlite:////path/file.db.
+    Give - to read it from standard input, so the password stays out of the process list.
+    """
+    from embedded_ui.engine.destinations import describe_destination
+
+    if url == "-":
+        url = sys.stdin.read().strip()
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        scope = await _scope(session, workspace_ref, environment)
+        row, saved = await _destination_service(session, scope).set(name, url)
+        return describe_destination(row, saved)
+
+    result = _run(work)
+    _emit(as_json, result, f"Destination {result['name']} saved ({environment}): {result['url']}")
+
+
+@destinations.command("list")
+@_tenant_options
+@json_option
+def destinations_list(workspace_ref: str, environment: str, as_json: bool) -> None:
+    """List the environment's destinations (passwords masked)."""
+    from embedded_ui.engine.destinations import describe_destination
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        scope = await _scope(session, workspace_ref, environment)
+        rows = await _destination_service(session, scope).list()
+        return [describe_destination(row, url) for row, url in rows]
+
+    rows = _run(work)
+    lines = [f"{r['name']:<20} {r['url']}  updated {r['updatedAt']}" for r in rows]
+    _emit(as_json, rows, "\n".join(lines) or "No destinations.")
+
+
+@destinations.command("delete")
+@click.argument("name")
+@_tenant_options
+@json_option
+def destinations_delete(name: str, workspace_ref: str, environment: str, as_json: bool) -> None:
+    """Delete destination NAME; `database` blocks using it fail until it is set again."""
+
+    async def work(session: AsyncSession) -> None:
+        scope = await _scope(session, workspace_ref, environment)
+        await _destination_service(session, scope).delete(name)
+
+    _run(work)
+    _emit(as_json, {"name": name, "deleted": True}, f"Destination {name} deleted.")

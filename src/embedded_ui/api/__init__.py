@@ -14,6 +14,7 @@ from litestar.types import ControllerRouterHandler, Scope
 from embedded_ui.api.auth import AuthMiddleware, Principal, provide_principal
 from embedded_ui.api.catalog import CatalogController, app_icon
 from embedded_ui.api.credentials import CredentialsController
+from embedded_ui.api.destinations import DestinationsController
 from embedded_ui.api.environment import EnvironmentController
 from embedded_ui.api.headless import HeadlessController
 from embedded_ui.api.install_links import InstallLinksController
@@ -45,6 +46,7 @@ _HANDLERS: list[ControllerRouterHandler] = [
     EnvironmentController,
     InstallLinksController,
     OAuthClientsController,
+    DestinationsController,
 ]
 
 

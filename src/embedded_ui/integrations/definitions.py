@@ -2,7 +2,8 @@
 
 Errors name the file and the field, like the catalog's. Checks beyond the JSON Schema: the
 app, its triggers, actions and option sources exist; every action input is known and every
-required one is given; block and workflow keys are unique; event schemas are valid.
+required one is given; block and workflow keys are unique; event schemas are valid; every
+``{{ mapping }}`` template and filter condition compiles (engine/mapping.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from jsonschema.exceptions import SchemaError, best_match
 
 from embedded_ui.catalog import App
 from embedded_ui.catalog.loader import YAML_LOADER, field_path
+from embedded_ui.engine.mapping import check_condition, check_template
 
 SCHEMA_PATH = Path(__file__).parent / "integration.schema.json"
 
@@ -164,6 +166,9 @@ def _workflow(where: str, raw: Mapping[str, Any], app: App) -> WorkflowSpec:
         if any(b["id"] == block["id"] for b in blocks):
             raise DefinitionError(f"{block_where}.id: {block['id']!r} is used twice")
         blocks.append(_block(block_where, dict(block), app))
+        problems = _template_problems(block_where, blocks[-1])
+        if problems:
+            raise DefinitionError(f"{problems[0]} (workflow {raw['key']!r}, block {block['id']!r})")
         fields.extend(_fields_of(block_where, blocks[-1], app))
     return WorkflowSpec(
         key=raw["key"],
@@ -174,9 +179,19 @@ def _workflow(where: str, raw: Mapping[str, Any], app: App) -> WorkflowSpec:
     )
 
 
+_DEFAULT_NAMES = {
+    "stream_data": "Stream Data",
+    "transform": "Transform",
+    "filter": "Filter",
+    "database": "Database",
+}
+
+
 def _block(where: str, block: dict[str, Any], app: App) -> dict[str, Any]:
-    if block["type"] == "stream_data":
-        block.setdefault("name", "Stream Data")
+    if block["type"] == "database" and ("row" in block) == ("rows" in block):
+        raise DefinitionError(f"{where}: a database block takes exactly one of row and rows")
+    if block["type"] in _DEFAULT_NAMES:
+        block.setdefault("name", _DEFAULT_NAMES[block["type"]])
         return block
     action = app.action(block["action"])
     if action is None:
@@ -196,6 +211,23 @@ def _block(where: str, block: dict[str, Any], app: App) -> dict[str, Any]:
         raise DefinitionError(f"{where}.inputs: required inputs missing: {', '.join(missing)}")
     block.setdefault("name", action.name)
     return block
+
+
+def _template_problems(where: str, block: Mapping[str, Any]) -> list[str]:
+    """Syntax problems of the block's templates; configurable values are not templates."""
+    if block["type"] == "filter":
+        return [f"{where}.condition: {p}" for p in check_condition(block["condition"])]
+    if block["type"] == "app_action":
+        values, prefix = block["inputs"], f"{where}.inputs"
+    else:
+        fields = {"stream_data": ("url", "data"), "transform": ("output",)}
+        names = fields.get(block["type"], ("row", "rows"))
+        values, prefix = {n: block[n] for n in names if n in block}, where
+    problems: list[str] = []
+    for name, value in values.items():
+        if not (isinstance(value, Mapping) and "configurable" in value):
+            problems.extend(check_template(value, where=f"{prefix}.{name}"))
+    return problems
 
 
 def _fields_of(where: str, block: Mapping[str, Any], app: App) -> list[dict[str, Any]]:
