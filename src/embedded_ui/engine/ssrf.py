@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
+import select
 import socket
 import ssl
 from collections import OrderedDict
@@ -171,10 +172,16 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+def _unmapped(ip: IPAddress) -> IPAddress:
+    """The IPv4 address behind an IPv4-mapped IPv6 one (``::ffff:a.b.c.d``), else ``ip``."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def address_class(ip: IPAddress) -> str | None:
     """What makes ``ip`` non-global ("a loopback address"...), or None for a global address."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        ip = ip.ipv4_mapped or ip
+    ip = _unmapped(ip)
     for networks, name in _NON_GLOBAL:
         if any(ip in network for network in networks):
             return name
@@ -241,14 +248,13 @@ async def check(
     for ip in addresses:
         kind = refusal(ip, policy)
         if kind is not None and literal is not None:
-            written = "" if host == str(ip) else f"{host} means "
-            raise BlockedDestination(f"{written}{ip}, {kind}" if written else f"{ip} is {kind}")
+            meant = _unmapped(ip)
+            message = f"{ip} is {kind}" if host == str(meant) else f"{host} means {meant}, {kind}"
+            raise BlockedDestination(message)
         if kind is not None:
             raise BlockedDestination(f"{host} resolves to {ip}, which is {kind}")
-    chosen = addresses[0]
-    if isinstance(chosen, ipaddress.IPv6Address) and chosen.ipv4_mapped is not None:
-        chosen = chosen.ipv4_mapped  # the same host, reached over IPv4
-    return CheckedTarget(str(parsed), parsed.scheme, host, port, chosen)
+    # An IPv4-mapped address is the same host, reached over IPv4.
+    return CheckedTarget(str(parsed), parsed.scheme, host, port, _unmapped(addresses[0]))
 
 
 class PinnedBackend(httpcore.AsyncNetworkBackend):
@@ -271,9 +277,10 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         if (host, port) != (self._target.host, self._target.port):
             # Only reachable if httpcore someday connects elsewhere (a proxy, a redirect).
             raise httpcore.ConnectError("refused: not the checked destination")
-        return await self._inner.connect_tcp(
+        stream = await self._inner.connect_tcp(
             str(self._target.ip), port, timeout, local_address, socket_options
         )
+        return _PollableStream(stream)
 
     async def connect_unix_socket(
         self,
@@ -285,6 +292,44 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class _PollableStream(httpcore.AsyncNetworkStream):
+    """A stream whose "is the idle connection readable?" probe is one poll() call.
+
+    httpcore asks it of every idle connection each time a request enters or leaves the pool;
+    anyio answers through its typed-attribute lookup, which dominated a busy pool's time.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: socket.socket | None = inner.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        return _PollableStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> object:
+        if info == "is_readable" and self._socket is not None:
+            if self._socket.fileno() < 0:
+                return True
+            poller = select.poll()
+            poller.register(self._socket, select.POLLIN)
+            return bool(poller.poll(0))
+        return self._inner.get_extra_info(info)
 
 
 class _PinnedPool(httpx.AsyncHTTPTransport):
@@ -304,17 +349,17 @@ class _PinnedPool(httpx.AsyncHTTPTransport):
 
 
 @dataclass(eq=False)
-class _PoolEntry:
-    transport: _PinnedPool
+class _Shard:
+    pool: _PinnedPool
     in_use: int = field(default=0)
 
 
 class _ReleasingStream(httpx.AsyncByteStream):
-    """A response body that marks its pool free again once it is closed."""
+    """A response body that marks its shard free again once it is closed."""
 
-    def __init__(self, inner: httpx.AsyncByteStream, entry: _PoolEntry) -> None:
+    def __init__(self, inner: httpx.AsyncByteStream, shard: _Shard) -> None:
         self._inner = inner
-        self._entry: _PoolEntry | None = entry
+        self._shard: _Shard | None = shard
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self._inner:
@@ -324,40 +369,38 @@ class _ReleasingStream(httpx.AsyncByteStream):
         try:
             await self._inner.aclose()
         finally:
-            if self._entry is not None:
-                self._entry.in_use -= 1
-                self._entry = None
+            if self._shard is not None:
+                self._shard.in_use -= 1
+                self._shard = None
 
 
-POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30)
-"""Per checked target: enough for hundreds of deliveries a second to one receiver."""
+SHARD_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8, keepalive_expiry=30)
+"""One shard's pool. httpcore's pool does work quadratic in its connections whenever a request
+enters or leaves it (at 32 concurrent requests to one receiver it managed 200 a second), so a
+busy target gets several small pools instead of one large one."""
+MAX_SHARDS = 16
+"""Per target, so at most 128 connections to one receiver from one process."""
 
 
 class PinnedTransport(httpx.AsyncBaseTransport):
     """Sends each request to the address :func:`check` approved, found in the request's
     :data:`CHECKED_TARGET` extension; a request without one is refused.
 
-    One pool per ``(scheme, host, port, address)`` is kept, the least recently used idle ones
-    closed past ``max_pools``. Connections are reused across deliveries to the same target; a
-    host whose address changed gets a new pool, never a connection opened for another address.
+    Pools are kept per ``(scheme, host, port, address)`` and reused across deliveries; a host
+    whose address changed gets new pools, never a connection opened for another address.
+    Targets left idle are closed, least recently used first, beyond ``max_targets``.
     """
 
-    def __init__(
-        self,
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        limits: httpx.Limits = POOL_LIMITS,
-        max_pools: int = 256,
-    ) -> None:
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, max_targets: int = 256):
         # One context for every pool: loading the CA bundle costs milliseconds each time.
         self._ssl_context = ssl_context or httpx.create_ssl_context()
-        self._limits = limits
-        self._max_pools = max_pools
-        self._pools: OrderedDict[tuple[str, str, int, IPAddress], _PoolEntry] = OrderedDict()
+        self._max_targets = max_targets
+        self._targets: OrderedDict[tuple[str, str, int, IPAddress], list[_Shard]] = OrderedDict()
 
     @property
     def pool_count(self) -> int:
-        return len(self._pools)
+        """Targets with open pools."""
+        return len(self._targets)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         target = request.extensions.get(CHECKED_TARGET)
@@ -368,34 +411,48 @@ class PinnedTransport(httpx.AsyncBaseTransport):
             url.port or _DEFAULT_PORTS.get(url.scheme),
         ) != (target.scheme, target.host, target.port):
             raise httpx.ConnectError("refused: the request's destination was not checked")
-        entry = self._pools.get(target.origin)
-        if entry is None:
-            entry = _PoolEntry(_PinnedPool(target, self._ssl_context, self._limits))
-            self._pools[target.origin] = entry
-        self._pools.move_to_end(target.origin)
-        entry.in_use += 1  # before any await, so the eviction below cannot pick it
+        shard = self._shard_for(target)
+        shard.in_use += 1  # before any await, so the eviction below cannot pick it
         try:
             await self._evict_idle()
-            response = await entry.transport.handle_async_request(request)
+            response = await shard.pool.handle_async_request(request)
         except BaseException:
-            entry.in_use -= 1
+            shard.in_use -= 1
             raise
         assert isinstance(response.stream, httpx.AsyncByteStream)
         return httpx.Response(
             response.status_code,
             headers=response.headers,
-            stream=_ReleasingStream(response.stream, entry),
+            stream=_ReleasingStream(response.stream, shard),
             extensions=response.extensions,
         )
 
+    def _shard_for(self, target: CheckedTarget) -> _Shard:
+        shards = self._targets.setdefault(target.origin, [])
+        self._targets.move_to_end(target.origin)
+        least_busy = min(shards, key=lambda shard: shard.in_use, default=None)
+        full = SHARD_LIMITS.max_connections or 1
+        if least_busy is None or (least_busy.in_use >= full and len(shards) < MAX_SHARDS):
+            least_busy = _Shard(_PinnedPool(target, self._ssl_context, SHARD_LIMITS))
+            shards.append(least_busy)
+        return least_busy
+
     async def _evict_idle(self) -> None:
-        excess = len(self._pools) - self._max_pools
-        idle = [key for key, entry in self._pools.items() if entry.in_use == 0][: max(excess, 0)]
-        for key in idle:
-            await self._pools.pop(key).transport.aclose()
+        excess = len(self._targets) - self._max_targets
+        if excess <= 0:
+            return
+        idle = [
+            origin
+            for origin, shards in self._targets.items()
+            if all(shard.in_use == 0 for shard in shards)
+        ][:excess]
+        for origin in idle:
+            for shard in self._targets.pop(origin):
+                await shard.pool.aclose()
 
     async def aclose(self) -> None:
-        pools = list(self._pools.values())
-        self._pools.clear()
-        for entry in pools:
-            await entry.transport.aclose()
+        targets = list(self._targets.values())
+        self._targets.clear()
+        for shards in targets:
+            for shard in shards:
+                await shard.pool.aclose()
