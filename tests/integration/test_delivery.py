@@ -226,3 +226,13 @@ def test_retry_after_parsing(value: str | None, expected: float | None):
 def test_retry_after_dates_count_from_now():
     now = 1_700_000_000.0
     assert parse_retry_after(email.utils.formatdate(now + 60, usegmt=True), now) == 60.0
+
+
+async def test_a_busy_receiver_gets_several_pools_and_they_are_reused(deliverer: Deliverer):
+    async with Receiver(Answer(200, delay=0.2)) as receiver:
+        for _wave in range(2):
+            outcomes = await asyncio.gather(*(post(deliverer, receiver.url()) for _ in range(20)))
+            assert {outcome.kind for outcome in outcomes} == {"delivered"}
+    assert receiver.connections == 20
+    assert len(receiver.requests) == 40
+    assert deliverer._transport.pool_count == 1

@@ -428,14 +428,18 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         )
 
     def _shard_for(self, target: CheckedTarget) -> _Shard:
+        # Fill the first shards first: their warm connections get reused, and a later shard
+        # only opens connections when the earlier ones are all busy.
         shards = self._targets.setdefault(target.origin, [])
         self._targets.move_to_end(target.origin)
-        least_busy = min(shards, key=lambda shard: shard.in_use, default=None)
-        full = SHARD_LIMITS.max_connections or 1
-        if least_busy is None or (least_busy.in_use >= full and len(shards) < MAX_SHARDS):
-            least_busy = _Shard(_PinnedPool(target, self._ssl_context, SHARD_LIMITS))
-            shards.append(least_busy)
-        return least_busy
+        capacity = SHARD_LIMITS.max_connections or 1
+        for shard in shards:
+            if shard.in_use < capacity:
+                return shard
+        if len(shards) < MAX_SHARDS:
+            shards.append(_Shard(_PinnedPool(target, self._ssl_context, SHARD_LIMITS)))
+            return shards[-1]
+        return min(shards, key=lambda shard: shard.in_use)
 
     async def _evict_idle(self) -> None:
         excess = len(self._targets) - self._max_targets
