@@ -236,3 +236,11 @@ async def test_a_busy_receiver_gets_several_pools_and_they_are_reused(deliverer:
     assert receiver.connections == 20
     assert len(receiver.requests) == 40
     assert deliverer._transport.pool_count == 1
+
+
+@pytest.mark.parametrize("secret", ["", "whsec_"])
+async def test_an_empty_secret_fails_cleanly(deliverer: Deliverer, secret: str):
+    outcome = await deliverer.post("http://127.0.0.1:9/", BODY, secret=secret, msg_id=MSG_ID)
+    assert outcome.kind == "failed"
+    assert outcome.error is not None
+    assert outcome.error.startswith("the request could not be built: an endpoint secret")
