@@ -11,10 +11,13 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import json
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -41,6 +44,9 @@ class Received:
     """Lowercased names."""
     body: bytes
 
+    def json(self) -> Any:
+        return json.loads(self.body)
+
 
 class Receiver:
     def __init__(
@@ -48,7 +54,8 @@ class Receiver:
         answer: Answer | Callable[[Received], Answer] = Answer(),
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self._answer = answer
+        self.answer = answer
+        """What to answer: change it while running to script a receiver's moods."""
         self._tls = tls
         self._server: asyncio.Server | None = None
         self._port = 0
@@ -68,6 +75,14 @@ class Receiver:
     def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
         scheme = "https" if self._tls else "http"
         return f"{scheme}://{host}:{self.port}{path}"
+
+    async def wait_for(self, count: int, within: float = 10.0) -> list[Received]:
+        """The requests once at least ``count`` arrived (bounded by ``within`` seconds)."""
+        deadline = time.monotonic() + within
+        while len(self.requests) < count:
+            assert time.monotonic() < deadline, f"{len(self.requests)} of {count} requests came"
+            await asyncio.sleep(0.01)
+        return list(self.requests)
 
     async def __aenter__(self) -> Receiver:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._tls)
@@ -97,7 +112,7 @@ class Receiver:
                 if request is None or self._stopping.is_set():
                     break
                 self.requests.append(request)
-                answer = self._answer(request) if callable(self._answer) else self._answer
+                answer = self.answer(request) if callable(self.answer) else self.answer
                 if answer.delay:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), answer.delay)

@@ -28,9 +28,12 @@ from swagger_ui_bundle import swagger_ui_path
 
 from embedded_ui import __version__
 from embedded_ui.api import alias_api_version, api_router, app_icon, health, jwks
+from embedded_ui.api.deps import service_values
+from embedded_ui.api.webhooks import user_webhook, workflow_webhook
 from embedded_ui.catalog import load_catalog
 from embedded_ui.cors import handle_cors
 from embedded_ui.credentials import Vault
+from embedded_ui.engine.runtime import EngineRuntime
 from embedded_ui.errors import exception_handlers
 from embedded_ui.headers import security_headers
 from embedded_ui.integrations.cache import ReleasedCache
@@ -77,15 +80,30 @@ def create_app(settings: Settings | None = None) -> Litestar:
     limiter = create_rate_limiter(settings.rate_limit_per_minute, settings.redis_url)
     # One pool of outbound connections to apps (verification, options, actions) per process.
     http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+    vault = Vault(settings.vault_keys)
+    apps = load_catalog()
+    runtime = EngineRuntime(
+        settings=settings,
+        engine=engine,
+        vault=vault,
+        apps=apps,
+        http=http,
+        service_values=service_values(settings),
+        run_worker=settings.inprocess_worker,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await migrate(engine)
+        await runtime.start()
         try:
             yield
         finally:
-            await app.state.http.aclose()
+            await runtime.stop()
+            await http.aclose()
+            if app.state.http is not http:  # a test may swap in its own client
+                await app.state.http.aclose()
             await limiter.close()
             await engine.dispose()
 
@@ -100,6 +118,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *POPUP_HANDLERS,
             health,
             jwks,
+            workflow_webhook,
+            user_webhook,
             app_icon,
             *sdk_handlers(),
             create_static_files_router(
@@ -121,8 +141,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 ),
                 "limiter": limiter,
                 "http": http,
-                "apps": load_catalog(),
-                "vault": Vault(settings.vault_keys),
+                "apps": apps,
+                "vault": vault,
+                "runtime": runtime,
                 "released_cache": ReleasedCache(),
                 "origin_policies": OriginPolicies(async_sessionmaker(engine)),
             }

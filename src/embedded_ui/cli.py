@@ -85,6 +85,14 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
 
 @main.command()
+def worker() -> None:
+    """Run workflow executions (SAQ on EMBEDDED_UI_REDIS_URL; database polling as well)."""
+    from embedded_ui.engine.saq_worker import run_worker
+
+    asyncio.run(run_worker(_settings()))
+
+
+@main.command()
 @click.option("--host", help="Interface to bind (EMBEDDED_UI_SANDBOX_HOST).")
 @click.option("--port", type=int, help="Port to bind (EMBEDDED_UI_SANDBOX_PORT, default 8001).")
 @json_option

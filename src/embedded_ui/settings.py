@@ -96,6 +96,8 @@ class Settings:
     inprocess_worker: bool = True
     """Run workflow executions inside the service's own processes. Defaults to on without
     Redis and off with it (then `embedded-ui worker` processes run them through SAQ)."""
+    queue_name: str = "embedded-ui-executions"
+    """The SAQ queue on Redis that API processes and `embedded-ui worker` processes share."""
     worker_concurrency: int = 32
     """Executions one worker process runs at the same time."""
     retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -146,6 +148,7 @@ class Settings:
             sandbox_url=env.url("SANDBOX_PUBLIC_URL", "http://127.0.0.1:8001"),
             workers=env.integer("WORKERS", 1, 1, 64),
             inprocess_worker=env.boolean("INPROCESS_WORKER", redis_url is None),
+            queue_name=env.text("QUEUE_NAME", "embedded-ui-executions"),
             worker_concurrency=env.integer("WORKER_CONCURRENCY", 32, 1, 1000),
             retry_schedule=env.seconds_list(
                 "RETRY_SCHEDULE", (5, 300, 1800, 7200, 18000, 36000, 36000)

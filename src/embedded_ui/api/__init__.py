@@ -23,10 +23,13 @@ from embedded_ui.api.integrations import (
     UserWorkflowsController,
     WorkflowsController,
 )
+from embedded_ui.api.logs import LogsController, UserLogsController
 from embedded_ui.api.manage import ManageController
 from embedded_ui.api.meta import health, jwks
 from embedded_ui.api.oauth_clients import OAuthClientsController
+from embedded_ui.api.runs import RunController
 from embedded_ui.api.session import LegacyUserTokenController, SessionController
+from embedded_ui.api.stream_endpoints import StreamEndpointsController
 from embedded_ui.api.users import UsersController
 
 API_VERSIONS = ("2022-09", "2023-01", "2023-03", "2023-06", "2023-12", "2024-03")
@@ -47,6 +50,10 @@ _HANDLERS: list[ControllerRouterHandler] = [
     InstallLinksController,
     OAuthClientsController,
     DestinationsController,
+    RunController,
+    LogsController,
+    UserLogsController,
+    StreamEndpointsController,
 ]
 
 

@@ -35,6 +35,7 @@ def provide_installations(
         state.apps,
         state.settings.public_url,
         state.released_cache,
+        state.runtime.webhooks,
     )
 
 

@@ -93,6 +93,7 @@ _ERROR_TEXT = {
     404: "Not found in this workspace environment.",
     409: "Conflicts with an existing record.",
     413: "The body is larger than the configured limit.",
+    422: "Well formed but not valid; `message` names the field.",
     429: "Rate limited; see the Retry-After header.",
 }
 

@@ -24,6 +24,7 @@ from embedded_ui.catalog.model import (
     OptionSource,
     Request,
     Trigger,
+    Webhooks,
 )
 
 CATALOG_DIR = Path(__file__).parent
@@ -87,6 +88,17 @@ def _request(raw: Mapping[str, Any]) -> Request:
         query=dict(raw.get("query", {})),
         body=raw.get("body"),
         error_message_path=raw.get("error_message_path"),
+    )
+
+
+def _webhooks(raw: Mapping[str, Any]) -> Webhooks:
+    return Webhooks(
+        register=_request(raw["register"]) if "register" in raw else None,
+        unregister=_request(raw["unregister"]) if "unregister" in raw else None,
+        id_path=raw.get("id_path", "id"),
+        secret_path=raw.get("secret_path"),
+        delivery_id_header=raw.get("delivery_id_header"),
+        event_header=raw.get("event_header"),
     )
 
 
@@ -163,6 +175,7 @@ def _build(raw: Mapping[str, Any], icons_dir: Path) -> App:
             for o in raw.get("option_sources", [])
         ),
         docs_url=raw.get("docs_url"),
+        webhooks=_webhooks(raw.get("webhooks", {})),
     )
 
 

@@ -94,6 +94,18 @@ class OptionSource:
 
 
 @dataclass(frozen=True, slots=True)
+class Webhooks:
+    """How we subscribe to an app's webhooks and how its deliveries identify themselves."""
+
+    register: Request | None = None
+    unregister: Request | None = None
+    id_path: str = "id"
+    secret_path: str | None = None
+    delivery_id_header: str | None = None
+    event_header: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class App:
     key: str
     name: str
@@ -108,6 +120,7 @@ class App:
     actions: tuple[Action, ...]
     option_sources: tuple[OptionSource, ...] = ()
     docs_url: str | None = None
+    webhooks: Webhooks = field(default_factory=Webhooks)
 
     def trigger(self, key: str) -> Trigger | None:
         return next((t for t in self.triggers if t.key == key), None)

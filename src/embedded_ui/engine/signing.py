@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 SECRET_BYTES = 32
@@ -76,3 +77,33 @@ def headers(secret: str, msg_id: str, body: bytes, now: float | None = None) -> 
         "webhook-signature": sign(secret, msg_id, timestamp, body),
         "X-Alloy-Signature": alloy_signature(secret, body),
     }
+
+
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance: int = 300,
+    now: float | None = None,
+) -> bool:
+    """Whether a Standard Webhooks message (``webhook-id``, ``webhook-timestamp``,
+    ``webhook-signature``) was signed with ``secret`` within ``tolerance`` seconds of now —
+    for webhooks coming in from apps that sign this way."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    msg_id = lowered.get("webhook-id", "")
+    raw_timestamp = lowered.get("webhook-timestamp", "")
+    if not msg_id or not raw_timestamp.isdigit():
+        return False
+    timestamp = int(raw_timestamp)
+    if abs((time.time() if now is None else now) - timestamp) > tolerance:
+        return False
+    try:
+        expected = sign(secret, msg_id, timestamp, body).partition(",")[2]
+    except ValueError:
+        return False
+    given = [part.partition(",") for part in lowered.get("webhook-signature", "").split()]
+    return any(
+        version == "v1" and hmac.compare_digest(signature, expected)
+        for version, _, signature in given
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +48,19 @@ AnyUser = User | UserRecord
 """Only the user's id is read: an ORM entity or a plain record (``UserService.read``)."""
 
 
+class WebhookHooks(Protocol):
+    """What installing and uninstalling do about app webhooks (the engine's registrar)."""
+
+    async def installed(
+        self,
+        scope: Scope,
+        installations: Sequence[Installation],
+        released: Mapping[str, ReleasedWorkflow],
+    ) -> None: ...
+
+    async def uninstalled(self, scope: Scope, installation: Installation) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ReleasedWorkflow:
     """A parent workflow at its latest released version, with its integration."""
@@ -76,8 +89,10 @@ class InstallationService:
         apps: Mapping[str, App],
         public_url: str,
         cache: ReleasedCache | None = None,
+        webhooks: WebhookHooks | None = None,
     ) -> None:
         bind_scope(session, scope)
+        self._webhooks = webhooks
         self._session = session
         self._scope = scope
         self._apps = apps
@@ -325,7 +340,10 @@ class InstallationService:
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def uninstall(self, user: AnyUser, workflow_id: str) -> None:
-        await self._session.delete(await self._installed(user, workflow_id))
+        installation = await self._installed(user, workflow_id)
+        if self._webhooks is not None:
+            await self._webhooks.uninstalled(self._scope, installation)
+        await self._session.delete(installation)
 
     async def upgrade(self, user: AnyUser, workflow_id: str) -> tuple[Installation, int]:
         """Move an installation to the latest released version, keeping its values. Refused
@@ -424,6 +442,10 @@ class InstallationService:
             self._session.add(installation)
             installations.append(installation)
         await self._session.flush()
+        if self._webhooks is not None:
+            # Subscribing may fail (the app refuses): then nothing here is committed.
+            await self._webhooks.installed(self._scope, installations, released)
+            await self._session.flush()
         return installations
 
     # -- headless -------------------------------------------------------------------------

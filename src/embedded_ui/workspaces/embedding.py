@@ -138,6 +138,38 @@ class EmbeddingService:
         await self._session.flush()
         return theme
 
+    async def error_url(self) -> str | None:
+        row = await self._row()
+        return row.error_url if row else None
+
+    async def set_error_url(self, url: str | None) -> str | None:
+        """Where workflow errors are POSTed as they happen; None or "" turns it off. The
+        address is checked again on every send (SSRF guard), so this check is for early,
+        clear errors only."""
+        url = (url or "").strip() or None
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
+                raise InvalidRequest(
+                    "errorUrl: expected an absolute http(s) URL of at most 2048 characters.",
+                    field="errorUrl",
+                )
+            if parts.username or parts.password:
+                raise InvalidRequest(
+                    "errorUrl: credentials in the URL are not allowed.", field="errorUrl"
+                )
+        row = await self._get_or_add()
+        row.error_url = url
+        row.updated_at = utcnow()
+        audit.record(
+            self._session,
+            actor=self._actor,
+            action="environment.error_url",
+            workspace_id=self._scope.workspace_id,
+            environment=self._scope.environment,
+        )
+        return url
+
     async def _get_or_add(self) -> EnvironmentSettings:
         row = await self._row()
         if row is None:

@@ -1,0 +1,131 @@
+"""``/run/event`` and ``/run/workflow``: the ISV's backend starts workflows. The executions are
+stored (queued) in the request's transaction, which commits before the answer is sent."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, post
+from litestar.di import NamedDependency
+from litestar.params import HeaderParameter, JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from embedded_ui.api.auth import Principal
+from embedded_ui.api.deps import SERVICES, Users
+from embedded_ui.api.schemas import error_responses
+from embedded_ui.engine.triggers import Triggers
+from embedded_ui.errors import InvalidRequest
+
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        max_length=255,
+        description="Send the same key again (within 24 hours) and get the first answer "
+        "back instead of new executions.",
+    ),
+]
+
+
+class RunEventIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    event: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    data: Any = msgspec.field(default_factory=dict)
+
+
+class RunWorkflowIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    workflow_id: str | None = None
+    workflow_name: str | None = None
+    data: Any = msgspec.field(default_factory=dict)
+
+
+class RunOut(msgspec.Struct, rename="camel"):
+    message: str
+    execution_ids: list[str]
+
+
+def _answer(execution_ids: list[str]) -> dict[str, Any]:
+    count = len(execution_ids)
+    message = f"Queued {count} execution{'s' if count != 1 else ''}."
+    return {"message": message, "executionIds": execution_ids}
+
+
+async def _commit_and_wake(
+    request: Request[Principal, Any, Any], session: AsyncSession, execution_ids: list[str]
+) -> None:
+    """Commit now (the executions must be stored before we answer) and wake the workers."""
+    await session.commit()
+    await request.app.state.runtime.queued(execution_ids)
+
+
+class RunController(Controller):
+    path = "/run"
+    tags = ["Runs"]
+    dependencies = SERVICES
+
+    @post(
+        "/event",
+        summary="Run a custom event",
+        description="Runs every active workflow of the user whose trigger is this custom "
+        "event. `data` is checked against the event's schema first (422 names the field). "
+        "Answers once the executions are stored, with their ids.",
+        status_code=202,
+        responses=error_responses(400, 404, 409, 422),
+    )
+    async def run_event(
+        self,
+        data: JSONBody[RunEventIn],
+        request: Request[Principal, Any, Any],
+        user_service: Users,
+        db_session: NamedDependency[AsyncSession],
+        idempotency_key: IdempotencyKey = None,
+    ) -> RunOut:
+        triggers = Triggers(db_session, request.user.scope)
+        fingerprint = {"route": "event", **msgspec.to_builtins(data)}
+        if idempotency_key and (answer := await triggers.replay(idempotency_key, fingerprint)):
+            return msgspec.convert(answer, RunOut)
+        user = await user_service.read(data.user_id)
+        executions = await triggers.for_event(user.id, data.event, data.data)
+        await db_session.flush()
+        answer = _answer([e.id for e in executions])
+        if idempotency_key:
+            await triggers.remember(idempotency_key, fingerprint, answer)
+        await _commit_and_wake(request, db_session, answer["executionIds"])
+        return msgspec.convert(answer, RunOut)
+
+    @post(
+        "/workflow",
+        summary="Run one workflow of a user",
+        description="Runs the user's installation of one workflow (by `workflowId` or "
+        "`workflowName`) with `data` as its trigger data.",
+        status_code=202,
+        responses=error_responses(400, 404, 409, 422),
+    )
+    async def run_workflow(
+        self,
+        data: JSONBody[RunWorkflowIn],
+        request: Request[Principal, Any, Any],
+        user_service: Users,
+        db_session: NamedDependency[AsyncSession],
+        idempotency_key: IdempotencyKey = None,
+    ) -> RunOut:
+        if bool(data.workflow_id) == bool(data.workflow_name):
+            raise InvalidRequest(
+                "workflowId or workflowName: give exactly one.", field="workflowId"
+            )
+        triggers = Triggers(db_session, request.user.scope)
+        fingerprint = {"route": "workflow", **msgspec.to_builtins(data)}
+        if idempotency_key and (answer := await triggers.replay(idempotency_key, fingerprint)):
+            return msgspec.convert(answer, RunOut)
+        user = await user_service.read(data.user_id)
+        workflow_id = data.workflow_id or await triggers.workflow_by_name(str(data.workflow_name))
+        execution = await triggers.for_workflow(user.id, workflow_id, data.data)
+        await db_session.flush()
+        answer = _answer([execution.id])
+        if idempotency_key:
+            await triggers.remember(idempotency_key, fingerprint, answer)
+        await _commit_and_wake(request, db_session, answer["executionIds"])
+        return msgspec.convert(answer, RunOut)

@@ -1,0 +1,212 @@
+"""The durable queue: ``execution`` rows are the queue entries (docs/engine.md).
+
+A worker claims due rows by setting ``running``, a lease and ``attempt + 1`` in one
+statement; a row whose lease ran out (its worker died) is due again. The attempt number is
+the fencing token: a worker's finish only applies while the row is still ``running`` at the
+attempt it claimed, so a worker that lost its lease cannot overwrite a newer attempt.
+Statements are Core, without the ORM's per-row cost, and work on SQLite and PostgreSQL
+(``FOR UPDATE SKIP LOCKED`` there, so several workers never claim the same row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from embedded_ui.store import Execution, WorkflowError, utcnow
+
+EXECUTION = cast(Table, Execution.__table__)
+WORKFLOW_ERROR = cast(Table, WorkflowError.__table__)
+
+
+@dataclass(slots=True)
+class Claimed:
+    """An execution a worker holds the lease of."""
+
+    id: str
+    workspace_id: str
+    environment: str
+    user_id: str
+    workflow_id: str
+    installation_id: str
+    version_number: int
+    trigger_type: str
+    trigger: dict[str, Any]
+    attempt: int
+    results: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class ErrorRecord:
+    block_id: str
+    block_name: str
+    block_type: str
+    message: str
+    occurred_at: datetime
+
+
+@dataclass(slots=True)
+class Finished:
+    """What became of one attempt: ``status`` succeeded, failed, or queued (retry later)."""
+
+    claimed: Claimed
+    status: str
+    results: list[dict[str, Any]]
+    error: str | None = None
+    retry_at: datetime | None = None
+    errors: list[ErrorRecord] = field(default_factory=list)
+
+
+_CLAIM_COLUMNS = (
+    EXECUTION.c.id,
+    EXECUTION.c.workspace_id,
+    EXECUTION.c.environment,
+    EXECUTION.c.user_id,
+    EXECUTION.c.workflow_id,
+    EXECUTION.c.installation_id,
+    EXECUTION.c.version_number,
+    EXECUTION.c.trigger_type,
+    EXECUTION.c.trigger,
+    EXECUTION.c.attempt,
+    EXECUTION.c.results,
+)
+
+
+def _due(now: datetime) -> Any:
+    return or_(
+        and_(EXECUTION.c.status == "queued", EXECUTION.c.available_at <= now),
+        and_(EXECUTION.c.status == "running", EXECUTION.c.lease_until < now),
+    )
+
+
+class ExecutionQueue:
+    def __init__(self, engine: AsyncEngine, lease_seconds: float) -> None:
+        self._engine = engine
+        self._lease = timedelta(seconds=lease_seconds)
+        self._postgres = engine.dialect.name == "postgresql"
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._lease.total_seconds()
+
+    async def claim(self, limit: int, ids: Sequence[str] | None = None) -> list[Claimed]:
+        """Take up to ``limit`` due executions (only those of ``ids`` when given)."""
+        now = utcnow()
+        due = select(EXECUTION.c.id).where(_due(now))
+        if ids is not None:
+            due = due.where(EXECUTION.c.id.in_(list(ids)))
+        due = due.order_by(EXECUTION.c.available_at).limit(limit)
+        if self._postgres:
+            due = due.with_for_update(skip_locked=True)
+        statement = (
+            update(EXECUTION)
+            .where(EXECUTION.c.id.in_(due.scalar_subquery()))
+            .values(
+                status="running",
+                attempt=EXECUTION.c.attempt + 1,
+                lease_until=now + self._lease,
+                started_at=now,
+            )
+            .returning(*_CLAIM_COLUMNS)
+        )
+        async with self._engine.begin() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [Claimed(*row) for row in rows]
+
+    async def extend(self, claimed: Sequence[Claimed]) -> None:
+        """Push the leases of executions still running further out (the worker is alive)."""
+        if not claimed:
+            return
+        until = utcnow() + self._lease
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                update(EXECUTION)
+                .where(
+                    EXECUTION.c.id == bindparam("b_id"),
+                    EXECUTION.c.attempt == bindparam("b_attempt"),
+                    EXECUTION.c.status == "running",
+                )
+                .values(lease_until=until),
+                [{"b_id": c.id, "b_attempt": c.attempt} for c in claimed],
+            )
+
+    async def finish(self, finished: Sequence[Finished]) -> None:
+        """Record a batch of outcomes in one transaction."""
+        if not finished:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "b_id": f.claimed.id,
+                "b_attempt": f.claimed.attempt,
+                "b_status": f.status,
+                "b_results": f.results,
+                "b_error": f.error,
+                "b_available_at": f.retry_at or now,
+                "b_stopped_at": None if f.status == "queued" else now,
+            }
+            for f in finished
+        ]
+        errors = [
+            {
+                "workspace_id": f.claimed.workspace_id,
+                "environment": f.claimed.environment,
+                "user_id": f.claimed.user_id,
+                "workflow_id": f.claimed.workflow_id,
+                "execution_id": f.claimed.id,
+                "block_id": e.block_id,
+                "block_name": e.block_name,
+                "block_type": e.block_type,
+                "message": e.message,
+                "occurred_at": e.occurred_at,
+            }
+            for f in finished
+            for e in f.errors
+        ]
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                update(EXECUTION)
+                .where(
+                    EXECUTION.c.id == bindparam("b_id"),
+                    EXECUTION.c.attempt == bindparam("b_attempt"),
+                    EXECUTION.c.status == "running",
+                )
+                .values(
+                    status=bindparam("b_status"),
+                    results=bindparam("b_results", type_=EXECUTION.c.results.type),
+                    error=bindparam("b_error"),
+                    available_at=bindparam("b_available_at", type_=EXECUTION.c.available_at.type),
+                    stopped_at=bindparam("b_stopped_at", type_=EXECUTION.c.stopped_at.type),
+                    lease_until=None,
+                ),
+                rows,
+            )
+            if errors:
+                await connection.execute(insert(WORKFLOW_ERROR), errors)
+
+    async def next_due_in(self, ceiling: float) -> float:
+        """Seconds until the next queued execution is due (at most ``ceiling``)."""
+        async with self._engine.connect() as connection:
+            soonest = await connection.scalar(
+                select(EXECUTION.c.available_at)
+                .where(EXECUTION.c.status == "queued")
+                .order_by(EXECUTION.c.available_at)
+                .limit(1)
+            )
+            lease = await connection.scalar(
+                select(EXECUTION.c.lease_until)
+                .where(EXECUTION.c.status == "running")
+                .order_by(EXECUTION.c.lease_until)
+                .limit(1)
+            )
+        now = utcnow()
+        waits = [ceiling]
+        for moment in (soonest, lease):
+            if moment is not None:
+                waits.append(max(0.0, (moment - now).total_seconds()))
+        return min(waits)

@@ -1,0 +1,280 @@
+"""Triggers turned into queued executions: custom events (`POST /run/event`), direct runs
+(`POST /run/workflow`), reruns, and app webhooks. Everything here writes in the caller's
+session, so the executions are stored in the same transaction that accepts the trigger."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from embedded_ui.errors import Conflict, NotFound, Unprocessable
+from embedded_ui.store import (
+    CustomEvent,
+    Execution,
+    IdempotencyRecord,
+    Installation,
+    ParentWorkflow,
+    Scope,
+    WorkflowVersion,
+    bind_scope,
+    utcnow,
+)
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+_definitions: dict[str, dict[str, Any]] = {}
+"""Released workflow definitions by version id: they never change, so every process keeps
+the ones it has read."""
+
+
+@lru_cache(maxsize=1024)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def check_event_data(event: str, schema: Mapping[str, Any], data: Any) -> None:
+    """422 naming the first field of ``data`` that does not match the event's schema."""
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    problems = sorted(validator.iter_errors(data), key=lambda e: (list(e.path), e.message))
+    if problems:
+        named = [(_where(e), e.message) for e in problems[:20]]
+        raise Unprocessable(
+            f"{named[0][0]}: {named[0][1]} (event {event!r})",
+            field=named[0][0],
+            fields=[f"{where}: {message}" for where, message in named],
+        )
+
+
+def _where(error: ValidationError) -> str:
+    """``data.orderId`` for the field at fault; a missing required field is named too."""
+    path = list(error.path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        required = error.validator_value if isinstance(error.validator_value, list) else []
+        missing = [p for p in required if p not in error.instance]
+        path += missing[:1]
+    return "data" + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in path)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    installation_id: str
+    workflow_id: str
+    version_id: str
+    version_number: int
+
+
+class Triggers:
+    def __init__(self, session: AsyncSession, scope: Scope) -> None:
+        bind_scope(session, scope)
+        self._session = session
+        self._scope = scope
+
+    # -- idempotency ------------------------------------------------------------------------
+
+    async def replay(self, key: str, request: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The answer already given to this key and request, or None to go ahead. The same
+        key with a different request is refused rather than silently answered."""
+        record = await self._session.scalar(
+            select(IdempotencyRecord).where(IdempotencyRecord.key == key)
+        )
+        if record is None:
+            return None
+        if record.created_at < utcnow() - IDEMPOTENCY_WINDOW:
+            await self._session.delete(record)
+            await self._session.flush()
+            return None
+        if record.request_hash != _request_hash(request):
+            raise Conflict(
+                "Idempotency-Key: this key was used within 24 hours for a different request."
+            )
+        response: dict[str, Any] = record.response
+        return response
+
+    async def remember(
+        self, key: str, request: Mapping[str, Any], response: dict[str, Any]
+    ) -> None:
+        """Store the answer with the executions; a concurrent request with the same key loses
+        at the commit (unique key) and then replays this one."""
+        self._session.add(
+            IdempotencyRecord(
+                workspace_id=self._scope.workspace_id,
+                environment=self._scope.environment,
+                key=key,
+                request_hash=_request_hash(request),
+                response=response,
+            )
+        )
+        try:
+            await self._session.flush()
+        except IntegrityError:
+            raise Conflict("Idempotency-Key: a request with this key is in progress.") from None
+
+    # -- matching ---------------------------------------------------------------------------
+
+    async def _active_installations(
+        self, user_id: str, workflow_id: str | None = None
+    ) -> list[Candidate]:
+        statement = (
+            select(
+                Installation.id,
+                Installation.workflow_id,
+                Installation.version_id,
+                Installation.version_number,
+            )
+            .join(ParentWorkflow, ParentWorkflow.id == Installation.workflow_id)
+            .where(
+                Installation.user_id == user_id,
+                Installation.active.is_(True),
+                ParentWorkflow.active.is_(True),
+            )
+            .order_by(ParentWorkflow.position, Installation.id)
+        )
+        if workflow_id is not None:
+            statement = statement.where(Installation.workflow_id == workflow_id)
+        rows = (await self._session.execute(statement)).all()
+        return [Candidate(*row) for row in rows]
+
+    async def definitions(self, version_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        missing = [v for v in version_ids if v not in _definitions]
+        if missing:
+            rows = await self._session.execute(
+                select(WorkflowVersion.id, WorkflowVersion.definition).where(
+                    WorkflowVersion.id.in_(missing)
+                )
+            )
+            if len(_definitions) > 10_000:
+                _definitions.clear()
+            for version_id, definition in rows:
+                _definitions[version_id] = definition
+        found: dict[str, dict[str, Any]] = {
+            v: _definitions[v] for v in version_ids if v in _definitions
+        }
+        return found
+
+    async def event_schema(self, event: str) -> dict[str, Any]:
+        schema = await self._session.scalar(
+            select(CustomEvent.schema).where(CustomEvent.name == event)
+        )
+        if schema is None:
+            raise NotFound(f"No custom event named {event!r} in this environment.")
+        found: dict[str, Any] = schema
+        return found
+
+    async def for_event(self, user_id: str, event: str, data: Any) -> list[Execution]:
+        """One queued execution per active installation of the user whose installed
+        version's trigger is this custom event."""
+        check_event_data(event, await self.event_schema(event), data)
+        candidates = await self._active_installations(user_id)
+        definitions = await self.definitions([c.version_id for c in candidates])
+        matching = []
+        for candidate in candidates:
+            trigger = definitions.get(candidate.version_id, {}).get("trigger", {})
+            if trigger.get("type") == "custom_event" and trigger.get("event") == event:
+                matching.append(candidate)
+        return self._queue(user_id, matching, "custom_event", _as_object(data))
+
+    async def for_workflow(
+        self, user_id: str, workflow_id: str, data: Any, trigger_type: str = "manual"
+    ) -> Execution:
+        candidates = await self._active_installations(user_id, workflow_id)
+        if not candidates:
+            raise NotFound(f"The user has no active installation of workflow {workflow_id!r}.")
+        (execution,) = self._queue(user_id, candidates[:1], trigger_type, _as_object(data))
+        return execution
+
+    async def workflow_by_name(self, name: str) -> str:
+        ids = list(
+            await self._session.scalars(
+                select(ParentWorkflow.id).where(
+                    (ParentWorkflow.name == name) | (ParentWorkflow.key == name)
+                )
+            )
+        )
+        if not ids:
+            raise NotFound(f"No workflow named {name!r} in this environment.")
+        if len(ids) > 1:
+            raise Unprocessable(
+                f"workflowName: {name!r} names {len(ids)} workflows; pass workflowId.",
+                field="workflowName",
+            )
+        return ids[0]
+
+    async def for_webhook(
+        self, candidates: Sequence[Candidate], user_id: str, payload: dict[str, Any]
+    ) -> list[Execution]:
+        return self._queue(user_id, candidates, "app_event", payload)
+
+    def _queue(
+        self,
+        user_id: str,
+        candidates: Sequence[Candidate],
+        trigger_type: str,
+        trigger: dict[str, Any],
+        rerun_of: str | None = None,
+    ) -> list[Execution]:
+        now = utcnow()
+        executions = [
+            Execution(
+                workspace_id=self._scope.workspace_id,
+                environment=self._scope.environment,
+                user_id=user_id,
+                workflow_id=c.workflow_id,
+                installation_id=c.installation_id,
+                version_number=c.version_number,
+                trigger_type=trigger_type,
+                trigger=trigger,
+                status="queued",
+                attempt=0,
+                available_at=now,
+                results=[],
+                rerun_of=rerun_of,
+                created_at=now,
+            )
+            for c in candidates
+        ]
+        self._session.add_all(executions)
+        return executions
+
+    async def rerun(self, workflow_id: str, execution_id: str, user_id: str | None) -> Execution:
+        """A new execution of the same installation with the same trigger data."""
+        statement = select(Execution).where(
+            Execution.id == execution_id, Execution.workflow_id == workflow_id
+        )
+        if user_id is not None:
+            statement = statement.where(Execution.user_id == user_id)
+        original = await self._session.scalar(statement)
+        if original is None:
+            raise NotFound(f"No execution {execution_id!r} of workflow {workflow_id!r}.")
+        candidates = await self._active_installations(original.user_id, workflow_id)
+        if not candidates:
+            raise Conflict("The workflow is not installed and active for this user any more.")
+        (execution,) = self._queue(
+            original.user_id, candidates[:1], "rerun", original.trigger, rerun_of=original.id
+        )
+        return execution
+
+    async def purge_idempotency(self) -> None:
+        await self._session.execute(
+            delete(IdempotencyRecord).where(
+                IdempotencyRecord.created_at < utcnow() - IDEMPOTENCY_WINDOW
+            )
+        )
+
+
+def _as_object(data: Any) -> dict[str, Any]:
+    """Triggers are stored as objects; other JSON values are wrapped (``{"value": ...}``)."""
+    return data if isinstance(data, dict) else {"value": data}
+
+
+def _request_hash(request: Mapping[str, Any]) -> str:
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
