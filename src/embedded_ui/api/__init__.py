@@ -16,7 +16,7 @@ from embedded_ui.api.catalog import CatalogController, app_icon
 from embedded_ui.api.credentials import CredentialsController
 from embedded_ui.api.environment import EnvironmentController
 from embedded_ui.api.headless import HeadlessController
-from embedded_ui.api.install_links import InstallLinksController
+from embedded_ui.api.install_links import InstallLinksController, PageLinksController
 from embedded_ui.api.integrations import (
     IntegrationsController,
     UserWorkflowsController,
@@ -44,6 +44,7 @@ _HANDLERS: list[ControllerRouterHandler] = [
     ManageController,
     EnvironmentController,
     InstallLinksController,
+    PageLinksController,
     OAuthClientsController,
 ]
 
