@@ -385,6 +385,7 @@ async def test_a_hosted_page_link_renders_the_users_page_once(merchant: Merchant
     # Framed only by the environment's origins; never cached; no referrer.
     assert frame_ancestors(page) == LOOPBACK
     assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-src 'self'" in page.headers["content-security-policy"]  # its own modal
     assert "unsafe-inline" not in page.headers["content-security-policy"]
     assert page.headers["cache-control"] == "no-store"
     assert page.headers["referrer-policy"] == "no-referrer"

@@ -37,15 +37,21 @@ MODAL_CSP = (
 )
 
 
-def framed_html(html: str, ancestors: str, status_code: int = 200) -> Response[str]:
+def framed_html(
+    html: str, ancestors: str, status_code: int = 200, *, frames_self: bool = False
+) -> Response[str]:
     """An HTML page of the modal or the integrations page: its own assets only, framed only
-    by ``ancestors``, never cached, no referrer."""
+    by ``ancestors``, never cached, no referrer. ``frames_self``: the page may frame the
+    service's own pages (the hosted integrations page opens the modal)."""
+    csp = MODAL_CSP.format(ancestors=ancestors)
+    if frames_self:
+        csp = f"frame-src 'self'; {csp}"
     return Response(
         html,
         status_code=status_code,
         media_type=MediaType.HTML,
         headers={
-            "Content-Security-Policy": MODAL_CSP.format(ancestors=ancestors),
+            "Content-Security-Policy": csp,
             "Cache-Control": "no-store",
             "Referrer-Policy": "no-referrer",
         },

@@ -115,7 +115,7 @@ async def hosted_page(
         init=Markup(json.dumps(init).replace("<", "\\u003c")),  # noqa: S704 - escaped
         **chosen,
     )
-    return framed_html(html, policy.frame_ancestors)
+    return framed_html(html, policy.frame_ancestors, frames_self=True)
 
 
 def _listed(value: str) -> tuple[str, ...]:
