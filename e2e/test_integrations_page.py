@@ -331,6 +331,26 @@ def test_install_from_the_hosted_page_and_a_failed_action_gives_the_controls_bac
     expect(page.get_by_text("Not installed")).to_have_count(1)
     expect(page.get_by_role("button", name="Install Sandbox Commerce")).to_be_enabled()
 
+    # No answer at all (the network dropped): the retry runs the same action again.
+    status = page.locator("[role=switch]")
+    page.route("**/modal/api/page", lambda route: route.abort())
+    status.click()
+    expect(page.get_by_role("alert")).to_be_visible(timeout=STEP_TIMEOUT)
+    expect(status).to_be_enabled()
+    page.unroute("**/modal/api/page")
+    page.get_by_role("alert").get_by_role("button", name="Try again").click()
+    expect(page.locator("#eup-notice")).to_contain_text("deactivated")
+    expect(status).to_have_attribute("aria-checked", "false")
+    expect(status).to_be_focused()
+
+    # The page's user token is refused (it lasts an hour): say so, and give the switch back.
+    refused = {"message": "The user token has expired.", "code": "unauthorized"}
+    page.route("**/modal/api/page", lambda route: route.fulfill(status=401, json=refused))
+    status.click()
+    expect(page.get_by_role("alert")).to_contain_text("session has ended")
+    expect(status).to_be_enabled()
+    page.unroute("**/modal/api/page")
+
 
 @contextmanager
 def isv_pages(pages: dict[str, str]) -> Iterator[tuple[str, str]]:

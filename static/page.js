@@ -108,7 +108,10 @@
     box.className = "eup-error";
     box.setAttribute("role", "alert");
     var text = document.createElement("p");
-    text.textContent = error.message || String(error);
+    text.textContent =
+      hosted && status === 401
+        ? "This page's session has ended: open it again from the app you came from."
+        : error.message || String(error);
     var retry = document.createElement("button");
     retry.type = "button";
     retry.className = "eup-secondary";
