@@ -2,7 +2,8 @@
 (``POST /modal/api/page``) for 50 integrations of 5 workflows, a user with 3 of each installed,
 timed directly (queries + Jinja2) and through HTTP against a baseline measured in the same run
 (``GET /health`` through the same app and test client);
-and the page's weight, gzipped, without logos (shell + CSS + script + content).
+and the page's weight, gzipped, without logos (shell + CSS + script + content; and the hosted
+page's one response, shell and content together).
 
     uv run python bench/page.py [--requests 400]
 
@@ -22,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -111,6 +113,13 @@ async def measure(requests: int, work: Path) -> dict[str, Any]:
         base = await _time(requests, baseline)
         page = await _time(requests, render)
         shell = await client.get("/page/bench/development")
+        # The hosted page (a single-use link): the shell with the content inline.
+        made = await client.get(
+            f"/2024-03/users/{user_id}/integrations-page-url",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        hosted = await client.get(urlsplit(made.json()["url"]).path)
+        assert hosted.status_code == 200, hosted.text
     direct = await _server_render(database_url, user_id, requests)
     parts = {
         "shell": shell.content,
@@ -127,6 +136,8 @@ async def measure(requests: int, work: Path) -> dict[str, Any]:
         "page_http_ms": _ms(page),
         "weight_gzip_bytes": gzipped,
         "weight_gzip_total_kb": round(sum(gzipped.values()) / 1024, 1),
+        # Shell and content in one response, plus the same page.css and page.js.
+        "hosted_page_gzip_bytes": len(gzip.compress(hosted.content, 9)),
     }
 
 

@@ -1,6 +1,8 @@
 """The integrations page in Chromium, with nothing faked: an ISV page on its own origin mounts it
 with the real SDK; installs go through the real modal (which the SDK opens over the whole ISV
-page); releases are applied with the CLI. axe-core checks the page and the modal.
+page); releases are applied with the CLI. axe-core checks the page and the modal. The hosted
+page (a single-use link) is opened as a full page, with and without JavaScript, and in a plain
+iframe; it opens the modal inside itself.
 
 Screenshots land in artifacts/e2e/page-*.png (360, 768 and 1280 px wide, light and dark).
 """
@@ -9,14 +11,17 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Frame, FrameLocator, Page, expect
+from playwright.sync_api import Browser, Frame, FrameLocator, Page, expect
 
 from e2e.axe import assert_accessible
 from e2e.conftest import E2ESandbox, run_cli
@@ -65,15 +70,29 @@ class Isv:
         (self.files / "events.yaml").write_text(events)
         run_cli(self.env, "apply", str(self.files), *COMMON, "--release")
 
-    def workflows(self, username: str) -> dict[str, dict[str, Any]]:
-        with httpx.Client(
+    def api(self) -> httpx.Client:
+        return httpx.Client(
             base_url=f"{self.service}/2024-03",
             headers={"Authorization": f"Bearer {self.key}"},
             timeout=10,
-        ) as api:
+        )
+
+    def workflows(self, username: str) -> dict[str, dict[str, Any]]:
+        with self.api() as api:
             response = api.get("/integrations", params={"userId": username})
             assert response.status_code == 200, response.text
             return {w["name"][:6]: w for i in response.json()["data"] for w in i["workflows"]}
+
+    def page_link(self, username: str) -> str:
+        """What the ISV's backend does for a hosted page: the user, then a fresh link."""
+        with self.api() as api:
+            created = api.post("/users", json={"username": username})
+            assert created.status_code in (201, 409), created.text
+            made = api.get(f"/users/{username}/integrations-page-url")
+            assert made.status_code == 200, made.text
+            url: str = made.json()["url"]
+            assert url.startswith(f"{self.service}/integrations-page/")
+            return url
 
 
 @pytest.fixture(scope="session")
@@ -240,3 +259,154 @@ def test_search_filters_and_screenshots_at_three_widths(
     frame = mount(page, isv, "screens-dark", scheme="dark")
     page.screenshot(path=str(artifacts_dir / "page-1280px-dark.png"), full_page=True)
     assert_accessible(page_frame(page), "the integrations page (dark)")
+
+
+# --- the hosted page (a single-use link) ---------------------------------------------------------
+
+
+def test_the_hosted_page_link_with_javascript_off_then_refused_the_second_time(
+    browser: Browser, isv: Isv, artifacts_dir: Path
+) -> None:
+    link = isv.page_link("hosted-reader")
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        response = page.goto(link)
+        assert response is not None and response.status == 200
+        # The first response is the page: the user's integrations, no loading state.
+        expect(page.locator(".eup-card h2")).to_have_text("Sandbox Commerce")
+        expect(page.get_by_text("Not installed")).to_have_count(2)
+        # (Playwright's text selectors skip <noscript>, so the message is found by its class.)
+        expect(page.locator(".eup-nojs")).to_be_visible()
+        expect(page.locator(".eup-nojs")).to_contain_text("need JavaScript")
+        # What needs the script is hidden rather than dead.
+        expect(page.get_by_role("button", name="Install Sandbox Commerce")).to_be_hidden()
+        expect(page.get_by_label("Search integrations")).to_be_hidden()
+        page.screenshot(path=str(artifacts_dir / "page-hosted-no-js.png"), full_page=True)
+
+        again = page.goto(link)
+        assert again is not None and again.status == 404
+        expect(page.get_by_role("heading", name="This link has expired")).to_be_visible()
+    finally:
+        context.close()
+
+
+def test_install_from_the_hosted_page_and_a_failed_action_gives_the_controls_back(
+    page: Page, isv: Isv, artifacts_dir: Path
+) -> None:
+    username = "hosted-merchant"
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(isv.page_link(username))
+    expect(page.locator(".eup-card h2")).to_have_text("Sandbox Commerce")
+    expect(page.get_by_text("Not installed")).to_have_count(2)
+    expect(page.locator(".eup-nojs")).to_have_count(0)  # <noscript> is only text with script on
+    assert_accessible(page, "the hosted integrations page (nothing installed)")
+
+    # No SDK here: the page opens the modal inside itself and reloads when it ends.
+    page.get_by_role("button", name="Install Sandbox Commerce").click()
+    expect(modal(page).locator("[data-step=workflows]")).to_be_visible(timeout=STEP_TIMEOUT)
+    finish_modal(page, isv, artifacts_dir, "hosted-install")
+    expect(page.get_by_text("No runs yet", exact=False)).to_have_count(2, timeout=STEP_TIMEOUT)
+    expect(page.locator("[role=switch][aria-checked=true]")).to_have_count(2)
+    assert all(w["installed"] for w in isv.workflows(username).values())
+    assert_accessible(page, "the hosted integrations page (installed)")
+    page.screenshot(path=str(artifacts_dir / "page-hosted.png"), full_page=True)
+
+    # The installation goes away behind the page's back: the switch's action fails.
+    orders = isv.workflows(username)["Create"]["workflowId"]
+    with isv.api() as api:
+        gone = api.delete(f"/workflows/{orders}", params={"userId": username})
+        assert gone.status_code in (200, 204), gone.text
+    switch = page.locator(f"[role=switch][data-workflow='{orders}']")
+    switch.click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_visible(timeout=STEP_TIMEOUT)
+    expect(switch).to_be_enabled()
+    expect(switch).to_have_attribute("aria-checked", "true")  # nothing pretended
+    retry = alert.get_by_role("button", name="Reload the list")
+    expect(retry).to_be_focused()
+    assert_accessible(page, "the hosted integrations page (an action failed)")
+    retry.click()
+    expect(page.get_by_role("alert")).to_have_count(0)
+    expect(page.get_by_text("Not installed")).to_have_count(1)
+    expect(page.get_by_role("button", name="Install Sandbox Commerce")).to_be_enabled()
+
+    # No answer at all (the network dropped): the retry runs the same action again.
+    status = page.locator("[role=switch]")
+    page.route("**/modal/api/page", lambda route: route.abort())
+    status.click()
+    expect(page.get_by_role("alert")).to_be_visible(timeout=STEP_TIMEOUT)
+    expect(status).to_be_enabled()
+    page.unroute("**/modal/api/page")
+    page.get_by_role("alert").get_by_role("button", name="Try again").click()
+    expect(page.locator("#eup-notice")).to_contain_text("deactivated")
+    expect(status).to_have_attribute("aria-checked", "false")
+    expect(status).to_be_focused()
+
+    # The page's user token is refused (it lasts an hour): say so, and give the switch back.
+    refused = {"message": "The user token has expired.", "code": "unauthorized"}
+    page.route("**/modal/api/page", lambda route: route.fulfill(status=401, json=refused))
+    status.click()
+    expect(page.get_by_role("alert")).to_contain_text("session has ended")
+    expect(status).to_be_enabled()
+    page.unroute("**/modal/api/page")
+
+
+@contextmanager
+def isv_pages(pages: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """A real loopback server serving ``pages`` (path → HTML), reachable as two origins:
+    ``http://localhost:PORT`` and ``http://127.0.0.1:PORT``. (A page faked with
+    ``page.route`` may not frame a loopback URL: Chromium's local-network checks refuse it.)"""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = pages.get(self.path, "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    try:
+        yield f"http://localhost:{port}", f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_a_plain_iframe_of_the_hosted_link_on_an_allowed_origin_only(page: Page, isv: Isv) -> None:
+    """The environment lists one origin: a plain iframe of the hosted link on it shows the
+    page; the same iframe on another origin is refused by frame-ancestors."""
+    frame = '<!doctype html><title>ISV</title><iframe src="{}" title="Integrations"></iframe>'
+    pages = {
+        "/allowed": frame.format(isv.page_link("hosted-framed")),
+        "/other": frame.format(isv.page_link("hosted-framed")),
+    }
+    with isv_pages(pages) as (allowed, other), isv.api() as api:
+        listed = api.put("/environment", json={"allowedOrigins": [allowed]})
+        assert listed.status_code == 200, listed.text
+        try:
+            page.goto(f"{allowed}/allowed")
+            framed = page.frame_locator("iframe[title=Integrations]")
+            expect(framed.locator(".eup-card h2")).to_have_text(
+                "Sandbox Commerce", timeout=STEP_TIMEOUT
+            )
+            expect(framed.get_by_role("button", name="Install Sandbox Commerce")).to_be_visible()
+
+            blocked: list[str] = []
+            page.on("console", lambda message: blocked.append(message.text))
+            page.goto(f"{other}/other")
+            page.wait_for_timeout(1500)
+            frames = [f for f in page.frames if f != page.main_frame]
+            assert frames and all(f.locator("[data-card]").count() == 0 for f in frames)
+            assert any("frame-ancestors" in text for text in blocked), blocked
+        finally:
+            api.put("/environment", json={"allowedOrigins": []})

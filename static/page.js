@@ -1,7 +1,9 @@
 /* The integrations page's script: runs in the iframe on the service's origin. It receives the
  * user token (and the mount options) by postMessage from the SDK, asks the server for the
  * rendered content (POST /modal/api/page, token in a header), runs the page's actions, asks
- * the SDK to open the modal for installs, and reports its height. Protocol: docs/page.md. */
+ * the SDK to open the modal for installs, and reports its height. Protocol: docs/page.md.
+ * On the hosted page (a single-use link) the content and the token come inline in the HTML,
+ * and the page opens the modal inside itself, doing the SDK's part of the handshake. */
 (function () {
   "use strict";
 
@@ -13,6 +15,10 @@
   var THEMES = { auto: 1, light: 1, dark: 1 };
   var pending = null; // the install/update/reconnect the SDK is showing in its modal
   var acting = null; // the action button the user pressed, to keep the keyboard there
+  var retryWith = null; // the failed action a retry runs again (null: reload the list)
+  var inline = document.getElementById("eup-init");
+  var hosted = inline ? JSON.parse(inline.textContent) : null;
+  var modal = null; // the hosted page's own modal: {frame, op, params, opener}
 
   function tell(message) {
     if (window.parent !== window && parentOrigin) window.parent.postMessage(message, parentOrigin);
@@ -46,17 +52,23 @@
       .then(function (response) {
         return response.json().then(
           function (data) {
-            if (!response.ok) throw new Error(data.message || "The request failed.");
+            if (!response.ok) throw failure(data.message || "The request failed.", response.status);
             return data;
           },
           function () {
-            throw new Error("The service answered with something unexpected (" + response.status + ").");
+            throw failure("The service answered with something unexpected (" + response.status + ").", response.status);
           }
         );
       })
       .then(show, function (error) {
         showError(error, action);
       });
+  }
+
+  function failure(message, status) {
+    var error = new Error(message);
+    error.status = status;
+    return error;
   }
 
   function show(result) {
@@ -85,15 +97,25 @@
 
   function showError(error, action) {
     main.setAttribute("aria-busy", "false");
+    // The page stays as it was, its controls usable again. A retry runs the action again when
+    // it may work the second time (no answer, 429, 5xx); otherwise (the installation changed,
+    // the token was refused) it reloads the list.
+    if (acting) acting.disabled = false;
+    acting = null;
+    var status = error.status || 0;
+    retryWith = action && (!status || status === 429 || status >= 500) ? action : null;
     var box = document.createElement("div");
     box.className = "eup-error";
     box.setAttribute("role", "alert");
     var text = document.createElement("p");
-    text.textContent = error.message || String(error);
+    text.textContent =
+      hosted && status === 401
+        ? "This page's session has ended: open it again from the app you came from."
+        : error.message || String(error);
     var retry = document.createElement("button");
     retry.type = "button";
     retry.className = "eup-secondary";
-    retry.textContent = action ? "Reload the list" : "Try again";
+    retry.textContent = action && !retryWith ? "Reload the list" : "Try again";
     retry.setAttribute("data-retry", "");
     box.appendChild(text);
     box.appendChild(retry);
@@ -164,23 +186,74 @@
       opener.focus();
       resize();
     } else if (target.hasAttribute("data-retry")) {
-      load();
+      var again = retryWith;
+      retryWith = null;
+      acting = again && main.querySelector("[data-action='" + again.type + "'][data-workflow='" + again.workflowId + "']");
+      if (acting) acting.disabled = true;
+      load(again);
     } else if (target.getAttribute("data-action")) {
       acting = target;
       target.disabled = true;
       load({ type: target.getAttribute("data-action"), workflowId: target.getAttribute("data-workflow") });
     } else if (target.getAttribute("data-open")) {
-      // The modal covers the ISV's whole page, so the SDK opens it; it reloads us after.
+      // The modal covers the ISV's whole page, so the SDK opens it; it reloads us after. The
+      // hosted page has no SDK: it opens the modal inside itself.
       var open = target.getAttribute("data-open");
       pending = { type: open, integrationId: target.getAttribute("data-integration") };
-      tell({
+      var request = {
         type: "eui:install",
         op: open === "reconnect" ? "edit" : open,
         reconnect: open === "reconnect",
         integrationId: pending.integrationId,
-      });
+      };
+      if (hosted) openModal(request, target);
+      else tell(request);
     }
   });
+
+  // -- the hosted page's own modal (the SDK's part of docs/sdk.md's protocol) ------------------
+
+  function openModal(request, opener) {
+    var frame = document.createElement("iframe");
+    frame.className = "eup-modal";
+    frame.title = "Connect an integration";
+    frame.src = "/modal/" + encodeURIComponent(hosted.workspace) + "/" + encodeURIComponent(hosted.environment);
+    modal = {
+      frame: frame,
+      op: request.op,
+      params: { integrationId: request.integrationId, alwaysShowAuthentication: request.reconnect },
+      opener: opener,
+    };
+    main.setAttribute("inert", "");
+    document.body.appendChild(frame);
+    frame.focus();
+  }
+
+  function closeModal(result) {
+    var ended = modal;
+    modal = null;
+    ended.frame.parentNode.removeChild(ended.frame);
+    main.removeAttribute("inert");
+    if (ended.opener && document.body.contains(ended.opener)) ended.opener.focus();
+    finished(result);
+  }
+
+  function fromModal(event) {
+    var data = event.data;
+    if (!modal || event.source !== modal.frame.contentWindow || event.origin !== window.location.origin) return;
+    if (data.type === "eui:ready") {
+      modal.frame.contentWindow.postMessage(
+        { type: "eui:init", token: token, operation: modal.op, params: modal.params },
+        window.location.origin
+      );
+    } else if (data.type === "eui:open") {
+      modal.frame.focus();
+    } else if (data.type === "eui:success") {
+      closeModal({ success: true, workflowIds: data.result && data.result.workflowIds });
+    } else if (data.type === "eui:close") {
+      closeModal({ success: false });
+    }
+  }
 
   // -- size ---------------------------------------------------------------------------------
 
@@ -213,9 +286,21 @@
     document.head.appendChild(link);
   }
 
+  // The modal ended: tell the ISV what it did, and show the result.
+  function finished(result) {
+    if (pending && result.success) {
+      pending.result = { success: true, workflowIds: result.workflowIds };
+      tell({ type: "eui:event", event: pending });
+    }
+    pending = null;
+    load();
+  }
+
   window.addEventListener("message", function (event) {
     var data = event.data;
-    if (!data || typeof data !== "object" || event.source !== window.parent) return;
+    if (!data || typeof data !== "object") return;
+    if (hosted) return fromModal(event); // nothing from a framing page is taken
+    if (event.source !== window.parent) return;
     if (data.type === "eui:init" && typeof data.token === "string") {
       // A new token (a later eui:init) replaces the old one; the origin is learnt once.
       if (parentOrigin && event.origin !== parentOrigin) return;
@@ -228,20 +313,16 @@
       }
       load();
     } else if (data.type === "eui:refresh" && token && event.origin === parentOrigin) {
-      // The modal ended: tell the ISV what it did, and show the result.
-      var result = data.result && typeof data.result === "object" ? data.result : {};
-      if (pending && result.success) {
-        pending.result = { success: true, workflowIds: result.workflowIds };
-        tell({ type: "eui:event", event: pending });
-      }
-      pending = null;
-      load();
+      finished(data.result && typeof data.result === "object" ? data.result : {});
     }
   });
 
   var scheme = new URLSearchParams(window.location.search).get("scheme");
   if (THEMES[scheme]) document.documentElement.setAttribute("data-scheme", scheme);
-  if (window.parent !== window) {
+  if (hosted) {
+    // The server rendered the content with this token's user: nothing to ask for yet.
+    token = hosted.token;
+  } else if (window.parent !== window) {
     // Carries nothing: it only says the page can receive eui:init.
     window.parent.postMessage({ type: "eui:ready" }, "*");
   } else {

@@ -40,7 +40,7 @@ from embedded_ui.integrations.cache import ReleasedCache
 from embedded_ui.logs import configure_logging
 from embedded_ui.modal import hosted_install, modal_api_router, modal_page
 from embedded_ui.oauth.routes import POPUP_HANDLERS
-from embedded_ui.page import PageController, integrations_page, theme_stylesheet
+from embedded_ui.page import PageController, hosted_page, integrations_page, theme_stylesheet
 from embedded_ui.paths import STATIC_DIR
 from embedded_ui.sdk import sdk_handlers
 from embedded_ui.security import UserTokens, create_rate_limiter
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             modal_page,
             hosted_install,
             integrations_page,
+            hosted_page,
             theme_stylesheet,
             *POPUP_HANDLERS,
             health,

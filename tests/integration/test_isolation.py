@@ -73,6 +73,9 @@ ATTEMPTS: dict[str, Attempt] = {
     "DELETE /users/{id}": lambda c, h, ref: c.delete(f"/2024-03/users/{ref}", headers=h),
     "GET /users/{id}/token": lambda c, h, ref: c.get(f"/2024-03/users/{ref}/token", headers=h),
     "GET /user/{id}/token": lambda c, h, ref: c.get(f"/2022-09/user/{ref}/token", headers=h),
+    "GET /users/{id}/integrations-page-url": lambda c, h, ref: c.get(
+        f"/2024-03/users/{ref}/integrations-page-url", headers=h
+    ),
 }
 
 

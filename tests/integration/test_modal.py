@@ -342,7 +342,8 @@ async def test_the_modal_page_may_be_framed_only_by_the_environments_origins(
 ) -> None:
     page = await client.get(f"/modal/{tenant.workspace_id}/development")
     assert page.status_code == 200 and "modal.js" in page.text
-    assert frame_ancestors(page) == "http://localhost:* http://127.0.0.1:* http://[::1]:*"
+    # 'self': the hosted integrations page opens the modal inside itself.
+    assert frame_ancestors(page) == "'self' http://localhost:* http://127.0.0.1:* http://[::1]:*"
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert "'unsafe-inline'" not in page.headers["content-security-policy"]
 
@@ -359,13 +360,15 @@ async def test_the_modal_page_may_be_framed_only_by_the_environments_origins(
     page = await client.get(
         f"/modal/{tenant.workspace_id}/development", headers={"Origin": "https://evil.example"}
     )
-    assert frame_ancestors(page) == "https://app.fulfillmently.example https://b.example:8443"
+    assert (
+        frame_ancestors(page) == "'self' https://app.fulfillmently.example https://b.example:8443"
+    )
 
     production = await make_tenant(tenant.workspace_name, "production")
     unconfigured = await client.get(f"/modal/{production.workspace_id}/production")
-    assert frame_ancestors(unconfigured) == "'none'"
+    assert frame_ancestors(unconfigured) == "'self'"
     unknown = await client.get("/modal/ffffffffffffffffffffffff/development")
-    assert frame_ancestors(unknown) == "http://localhost:* http://127.0.0.1:* http://[::1]:*"
+    assert frame_ancestors(unknown) == "'self' http://localhost:* http://127.0.0.1:* http://[::1]:*"
     bad_environment = await client.get(f"/modal/{tenant.workspace_id}/staging")
     assert bad_environment.status_code == 404 and frame_ancestors(bad_environment) == "'none'"
     api = await client.get(f"{V}/users", headers=tenant.headers)

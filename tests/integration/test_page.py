@@ -3,19 +3,21 @@ content route (rendered from GET /integrations' data, with the page's actions)."
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from conftest import SandboxProcess
 from embedded_ui.settings import Settings
-from embedded_ui.store import Credential
+from embedded_ui.store import AuditEntry, Credential, InstallLink, utcnow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fulfillmently"
 V = "/2024-03"
@@ -333,3 +335,135 @@ async def test_search_category_and_the_mount_options_filter(merchant: Merchant) 
     hidden = await merchant.page(integrations=["shopify"])
     assert hidden["shown"] == 0 and "No integrations are available yet." in hidden["html"]
     assert (await merchant.page(category="no-such-category"))["shown"] == 0
+
+
+# --- the hosted page (a single-use link) -------------------------------------------------------
+
+PUBLIC = "http://embedded-ui.test"
+LOOPBACK = "http://localhost:* http://127.0.0.1:* http://[::1]:*"
+
+
+def frame_ancestors(response: Any) -> str:
+    csp: str = response.headers["content-security-policy"]
+    return next(p for p in csp.split(";") if "frame-ancestors" in p).split(None, 1)[1].strip()
+
+
+async def page_link(merchant: Merchant, user: str | None = None, prefix: str = V) -> str:
+    made = await merchant.client.get(
+        f"{prefix}/users/{user or merchant.user_id}/integrations-page-url",
+        headers=merchant.tenant.headers,
+    )
+    assert made.status_code == 200, made.text
+    body = made.json()
+    assert set(body) == {"url", "expiresAt"}
+    url: str = body["url"]
+    assert url.startswith(f"{PUBLIC}/integrations-page/"), url
+    return url.removeprefix(PUBLIC)
+
+
+async def test_a_hosted_page_link_renders_the_users_page_once(merchant: Merchant) -> None:
+    await merchant.install()
+    path = await page_link(merchant)
+    assert "?" not in path and merchant.user_id not in path
+    page = await merchant.client.get(path)
+    assert page.status_code == 200, page.text
+    # The content is in the first response: useful before (or without) the script.
+    assert "Sandbox Commerce" in page.text and page.text.count("No runs yet") == 2
+    assert 'aria-busy="false"' in page.text and "Loading integrations" not in page.text
+    assert "<noscript>" in page.text and "need JavaScript" in page.text
+    assert re.search(
+        r'<noscript><link rel="stylesheet" href="/static/page-noscript\.css', page.text
+    )
+    # The user token is inline (never in a URL), and it works for the page's own route.
+    found = re.search(r'<script type="application/json" id="eup-init">(.*?)</script>', page.text)
+    assert found is not None
+    init = json.loads(found.group(1))
+    assert init["workspace"] == merchant.tenant.workspace_id
+    assert init["environment"] == merchant.tenant.environment
+    merchant.token = init["token"]
+    assert (await merchant.page())["shown"] == 1
+    # Framed only by the environment's origins; never cached; no referrer.
+    assert frame_ancestors(page) == LOOPBACK
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-src 'self'" in page.headers["content-security-policy"]  # its own modal
+    assert "unsafe-inline" not in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "no-referrer"
+
+    again = await merchant.client.get(path)
+    assert again.status_code == 404 and "This link has expired" in again.text
+    assert "eup-init" not in again.text
+    assert frame_ancestors(again) == LOOPBACK  # a plain iframe shows why
+
+    async with merchant.db() as session:
+        actions = (await session.scalars(select(AuditEntry.action))).all()
+    assert "page_link.create" in actions
+
+
+async def test_a_hosted_page_link_expires_and_is_not_an_install_link(merchant: Merchant) -> None:
+    client = merchant.client
+    path = await page_link(merchant, user="shopper", prefix="/2023-03")  # a username, old date
+    token = path.rsplit("/", 1)[1]
+    assert (await client.get(f"/install/{token}")).status_code == 404
+    made = await client.get(
+        f"{V}/users/{merchant.user_id}/integrations/{merchant.integration_id}/install-url",
+        headers=merchant.tenant.headers,
+    )
+    install_token = made.json()["url"].rsplit("/", 1)[1]
+    assert (await client.get(f"/integrations-page/{install_token}")).status_code == 404
+    # Neither refusal spent the other kind's link.
+    assert (await client.get(f"/install/{install_token}")).status_code == 200
+    async with merchant.db() as session:
+        await session.execute(
+            update(InstallLink)
+            .where(InstallLink.integration_id.is_(None))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+        await session.commit()
+    late = await client.get(path)
+    assert late.status_code == 404 and "This link has expired" in late.text
+    assert (await client.get("/integrations-page/" + "x" * 43)).status_code == 404
+    unknown = await client.get("/integrations-page/" + "x" * 43)
+    assert frame_ancestors(unknown) == "'none'"
+
+
+async def test_a_hosted_page_takes_the_shells_options_and_the_environments_origins(
+    merchant: Merchant,
+) -> None:
+    client = merchant.client
+    listed = await client.put(
+        f"{V}/environment",
+        json={"allowedOrigins": ["https://shop.example"]},
+        headers=merchant.tenant.headers,
+    )
+    assert listed.status_code == 200, listed.text
+    path = await page_link(merchant)
+    # A refused option answers 400 before the link is spent.
+    refused = await client.get(path, params={"accent": "url(x)"})
+    assert refused.status_code == 400 and "theme.accent: expected a colour" in refused.text
+    assert frame_ancestors(refused) == "'none'"
+    page = await client.get(path, params={"accent": "#0f3d3e", "integrations": "shopify"})
+    assert page.status_code == 200, page.text
+    assert frame_ancestors(page) == "https://shop.example"
+    assert 'href="/page/theme.css?accent=%230f3d3e"' in page.text
+    assert "No integrations are available yet." in page.text
+    assert 'data-integrations="shopify"' in page.text
+
+
+async def test_page_links_are_only_for_your_own_users(merchant: Merchant, make_tenant: Any) -> None:
+    other = await make_tenant("someone-else")
+    client = merchant.client
+    for user, headers in [
+        (merchant.user_id, other.headers),  # another workspace's key
+        ("shopper", other.headers),
+        ("nobody", merchant.tenant.headers),
+    ]:
+        response = await client.get(f"{V}/users/{user}/integrations-page-url", headers=headers)
+        assert response.status_code == 404, response.text
+        assert response.json()["code"] == "not_found"
+    path = f"{V}/users/{merchant.user_id}/integrations-page-url"
+    assert (await client.get(path)).status_code == 401
+    user_token = {"Authorization": f"Bearer {merchant.token}"}
+    assert (await client.get(path, headers=user_token)).status_code == 401
+    async with merchant.db() as session:
+        assert not (await session.scalars(select(InstallLink))).all()

@@ -17,7 +17,7 @@ from embedded_ui.api.credentials import CredentialsController
 from embedded_ui.api.destinations import DestinationsController
 from embedded_ui.api.environment import EnvironmentController
 from embedded_ui.api.headless import HeadlessController
-from embedded_ui.api.install_links import InstallLinksController
+from embedded_ui.api.install_links import InstallLinksController, PageLinksController
 from embedded_ui.api.integrations import (
     IntegrationsController,
     UserWorkflowsController,
@@ -48,6 +48,7 @@ _HANDLERS: list[ControllerRouterHandler] = [
     ManageController,
     EnvironmentController,
     InstallLinksController,
+    PageLinksController,
     OAuthClientsController,
     DestinationsController,
     RunController,

@@ -1,5 +1,6 @@
-"""``/users/{userId}/integrations/{integrationId}/install-url``: a hosted install link for
-ISVs that do not embed the script (an email, a support chat)."""
+"""Hosted links for ISVs that do not embed the script (an email, a support chat, a plain
+iframe): ``/users/{userId}/integrations/{integrationId}/install-url`` (the install flow) and
+``/users/{userId}/integrations-page-url`` (the user's integrations page)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ from embedded_ui.store import iso_ms
 
 
 class InstallUrlOut(msgspec.Struct, rename="camel"):
+    url: str
+    expires_at: str
+
+
+class PageUrlOut(msgspec.Struct, rename="camel"):
     url: str
     expires_at: str
 
@@ -53,3 +59,32 @@ class InstallLinksController(Controller):
         )
         public_url = request.app.state.settings.public_url
         return InstallUrlOut(f"{public_url}/install/{token}", iso_ms(link.expires_at))
+
+
+class PageLinksController(Controller):
+    path = "/users/{user_id:str}/integrations-page-url"
+    tags = ["Integrations"]
+    dependencies = SERVICES
+
+    @get(
+        "/",
+        summary="Make a hosted integrations-page link",
+        description="A link to the user's integrations page as a full page (or a plain iframe "
+        "on one of the environment's allowed origins): it works once and expires after 15 "
+        "minutes. Treat it as a secret until used. Append the page's query options (theme, "
+        "`integrations`, `categories`) to the URL as you need.",
+        responses=error_responses(404),
+    )
+    async def page_url(
+        self,
+        user_id: FromPath[str],
+        request: Request[Principal, Any, Any],
+        user_service: Users,
+        db_session: NamedDependency[AsyncSession],
+    ) -> PageUrlOut:
+        user = await user_service.get(user_id)
+        token, link = await InstallLinkService(db_session).create(
+            request.user.scope, user, None, request.user.actor
+        )
+        public_url = request.app.state.settings.public_url
+        return PageUrlOut(f"{public_url}/integrations-page/{token}", iso_ms(link.expires_at))

@@ -37,15 +37,21 @@ MODAL_CSP = (
 )
 
 
-def framed_html(html: str, ancestors: str, status_code: int = 200) -> Response[str]:
+def framed_html(
+    html: str, ancestors: str, status_code: int = 200, *, frames_self: bool = False
+) -> Response[str]:
     """An HTML page of the modal or the integrations page: its own assets only, framed only
-    by ``ancestors``, never cached, no referrer."""
+    by ``ancestors``, never cached, no referrer. ``frames_self``: the page may frame the
+    service's own pages (the hosted integrations page opens the modal)."""
+    csp = MODAL_CSP.format(ancestors=ancestors)
+    if frames_self:
+        csp = f"frame-src 'self'; {csp}"
     return Response(
         html,
         status_code=status_code,
         media_type=MediaType.HTML,
         headers={
-            "Content-Security-Policy": MODAL_CSP.format(ancestors=ancestors),
+            "Content-Security-Policy": csp,
             "Cache-Control": "no-store",
             "Referrer-Policy": "no-referrer",
         },
@@ -57,12 +63,19 @@ async def modal_page(
     request: Request[Any, Any, Any], workspace_id: FromPath[str], environment: FromPath[str]
 ) -> Response[str]:
     """The iframe shell. Whether it may be framed depends on the environment the URL names:
-    an unknown one gets the empty policy (``'none'``), so nothing about it is revealed."""
+    an unknown one gets the empty policy (``'none'``), so nothing about it is revealed. The
+    service's own pages may frame it too (``'self'``): the hosted integrations page opens the
+    modal inside itself."""
     policy = await request.app.state.origin_policies.policy(workspace_id, environment)
     if environment not in ENVIRONMENTS:
         return framed_html(render("modal/not_found.html"), "'none'", 404)
     html = render("modal/shell.html", mode="frame", init=None)
-    return framed_html(html, policy.frame_ancestors)
+    return framed_html(html, modal_ancestors(policy.frame_ancestors))
+
+
+def modal_ancestors(ancestors: str) -> str:
+    """The environment's origins and the service's own (``'self'``)."""
+    return "'self'" if ancestors == "'none'" else f"'self' {ancestors}"
 
 
 @get("/install/{token:str}", include_in_schema=False)

@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 from embedded_ui.page.content import Filters, RunSummary, build_cards, last_runs, render_content
-from embedded_ui.page.routes import PageController, integrations_page, theme_stylesheet
+from embedded_ui.page.routes import (
+    PageController,
+    hosted_page,
+    integrations_page,
+    theme_stylesheet,
+)
 from embedded_ui.page.theme import parse_theme, theme_css
 
 __all__ = [
@@ -12,6 +17,7 @@ __all__ = [
     "PageController",
     "RunSummary",
     "build_cards",
+    "hosted_page",
     "integrations_page",
     "last_runs",
     "parse_theme",

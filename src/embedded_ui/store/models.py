@@ -315,13 +315,15 @@ class OAuthFlow(TenantScoped, Base):
 
 
 class InstallLink(TenantScoped, Base):
-    """A hosted, single-use, expiring install link. Only the SHA-256 of its token is kept."""
+    """A hosted, single-use, expiring link. Only the SHA-256 of its token is kept. With an
+    ``integration_id`` it is an install link (``/install/{token}``); without one, a link to the
+    user's integrations page (``/integrations-page/{token}``). Neither redeems the other."""
 
     __tablename__ = "install_link"
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[str] = mapped_column(String(24), ForeignKey("end_user.id", ondelete="CASCADE"))
-    integration_id: Mapped[str] = mapped_column(
+    integration_id: Mapped[str | None] = mapped_column(
         String(24), ForeignKey("integration.id", ondelete="CASCADE")
     )
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
