@@ -44,6 +44,8 @@ async def test_openapi_documents_every_route_with_summary_schemas_and_errors(cli
     bodyless = {
         "/2024-03/workflows/{workflow_id}/upgrade",
         "/2024-03/users/{user_id}/deactivate-workflows",
+        "/2024-03/workflows/{workflow_id}/rerun/{execution_id}",
+        "/2024-03/stream-endpoints/{endpoint_id}/enable",
     }
     for path, method, operation in operations:
         where = f"{method.upper()} {path}"

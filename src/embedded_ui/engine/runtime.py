@@ -101,7 +101,12 @@ class EngineRuntime:
             from saq import Queue
 
             self._saq = Queue.from_url(self.settings.redis_url, name=self.settings.queue_name)
-            await self._saq.connect()
+            try:
+                await self._saq.connect()
+            except Exception:
+                # Redis only wakes workers; the database is the queue. Start anyway: enqueues
+                # are retried on each new execution, and workers poll the database meanwhile.
+                log.warning("Redis is unreachable; workers will find executions by polling")
         if self._run_worker:
             self.worker.start()
             self._background.append(
@@ -119,7 +124,8 @@ class EngineRuntime:
         await self.deliverer.aclose()
         await self.destination_pool.aclose()
         if self._saq is not None:
-            await self._saq.disconnect()
+            with contextlib.suppress(Exception):  # Redis may be gone: nothing to flush
+                await self._saq.disconnect()
 
     async def queued(self, execution_ids: Sequence[str], at: float = 0) -> None:
         """New executions are stored (committed): wake whoever runs them."""
