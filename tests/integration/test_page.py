@@ -3,8 +3,10 @@ content route (rendered from GET /integrations' data, with the page's actions)."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -255,6 +257,29 @@ async def test_the_content_shows_each_integration_and_installs_through_the_modal
     assert after.count("No runs yet") == 2
     assert after.count('aria-checked="true"') == 2
     assert after.count("Update available") == 0
+
+
+async def test_the_last_run_and_recent_errors_show_once_workflows_run(
+    merchant: Merchant,
+) -> None:
+    await merchant.install()
+    # The sandbox has no order "missing": the status update fails for good (404, no retry).
+    ran = await merchant.client.post(
+        f"{V}/run/event",
+        json={
+            "event": "Fulfillment Updated",
+            "userId": merchant.user_id,
+            "data": {"orderId": "missing", "status": "FULFILLED"},
+        },
+        headers=merchant.tenant.headers,
+    )
+    assert ran.status_code == 202, ran.text
+    deadline = time.monotonic() + 15
+    while "Last run failed" not in (html := (await merchant.page())["html"]):
+        assert time.monotonic() < deadline, html
+        await asyncio.sleep(0.05)
+    assert "1 error in the last 7 days" in html
+    assert html.count("No runs yet") == 1  # the other workflow has not run
 
 
 async def test_deactivate_and_activate_change_what_the_api_reports(merchant: Merchant) -> None:

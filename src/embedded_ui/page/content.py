@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui.errors import InvalidRequest
@@ -20,11 +21,20 @@ from embedded_ui.integrations import (
     WorkflowView,
     differing_fields,
 )
-from embedded_ui.store import Credential, Installation, User, WorkflowVersion
+from embedded_ui.store import (
+    Credential,
+    Execution,
+    Installation,
+    User,
+    WorkflowError,
+    WorkflowVersion,
+    utcnow,
+)
 from embedded_ui.templating import render
 
 Update = Literal["none", "upgrade", "reinstall"]
 MAX_FILTER = 100
+RECENT_ERRORS = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +46,53 @@ class RunSummary:
     recent_errors: int
 
 
-def last_runs(installations: Sequence[Installation]) -> dict[str, RunSummary]:
-    """The seam for the workflow engine: installation id → its last run. There is no engine
-    yet, so there are no runs, and the page says "No runs yet" honestly."""
-    del installations
-    return {}
+async def last_runs(
+    session: AsyncSession, user_id: str, installations: Sequence[Installation]
+) -> dict[str, RunSummary]:
+    """Installation id → its last finished run and the errors of the last 7 days, in two
+    statements whatever the number of workflows."""
+    if not installations:
+        return {}
+    ids = [i.id for i in installations]
+    latest = (
+        select(Execution.installation_id, func.max(Execution.created_at).label("at"))
+        .where(
+            Execution.user_id == user_id,
+            Execution.installation_id.in_(ids),
+            Execution.status.in_(("succeeded", "failed")),
+        )
+        .group_by(Execution.installation_id)
+        .subquery()
+    )
+    finished = await session.execute(
+        select(Execution.installation_id, Execution.status, Execution.stopped_at).join(
+            latest,
+            (Execution.installation_id == latest.c.installation_id)
+            & (Execution.created_at == latest.c.at),
+        )
+    )
+    errors: dict[str, int] = {
+        workflow_id: count
+        for workflow_id, count in (
+            await session.execute(
+                select(WorkflowError.workflow_id, func.count(WorkflowError.id))
+                .where(
+                    WorkflowError.user_id == user_id,
+                    WorkflowError.occurred_at >= utcnow() - RECENT_ERRORS,
+                )
+                .group_by(WorkflowError.workflow_id)
+            )
+        ).all()
+    }
+    workflow_of = {i.id: i.workflow_id for i in installations}
+    return {
+        installation_id: RunSummary(
+            status=status,
+            finished_at=stopped_at.strftime("%d %b %Y, %H:%M UTC") if stopped_at else "",
+            recent_errors=int(errors.get(workflow_of[installation_id], 0)),
+        )
+        for installation_id, status, stopped_at in finished.all()
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +198,7 @@ async def build_cards(
                 )
             )
         )
-    runs = last_runs(list(installed.values()))
+    runs = await last_runs(session, user.id, list(installed.values()))
     cards = []
     for integration in integrations:
         card_rows = []
