@@ -235,6 +235,10 @@ async def test_an_event_streams_data_and_runs_the_app_action(shop: Shop) -> None
     assert stream_run["status"] == update_run["status"] == "succeeded"
     (block,) = update_run["results"]
     assert block["blockId"] == "update" and block["status"] == "succeeded"
+    assert block["input"]["inputs"] == {"order_id": order_id, "status": "shipped"}
+    (sent,) = stream_run["results"]
+    assert sent["input"]["data"] == {"order": order_id, "who": "merchant"}
+    assert sent["data"]["status"] == 200
     assert shop.order(order_id)["status"] == "shipped"
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from embedded_ui.engine.backoff import next_delay
 from embedded_ui.engine.blocks import BlockFailed, Job, StopExecution, Tools, run_block
+from embedded_ui.engine.mapping import render
 from embedded_ui.engine.queue import Claimed, ErrorRecord, Finished
 from embedded_ui.store import (
     Installation,
@@ -40,6 +41,21 @@ def redact(value: Any) -> Any:
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
+
+
+_NOT_INPUT = ("id", "type", "name")
+
+
+def block_input(block: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
+    """What the block was given, rendered and redacted, for the logs (None if it does not
+    render: the block itself then fails with the reason)."""
+    shown = {k: v for k, v in block.items() if k not in _NOT_INPUT}
+    if block["type"] == "stream_data" and "data" not in shown:
+        shown["data"] = context["trigger"]
+    try:
+        return redact(render(shown, context))
+    except Exception:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +192,7 @@ class Runner:
                 "blockType": raw["type"],
                 "attempt": claimed.attempt,
                 "startedAt": iso_ms(started),
+                "input": block_input(block, context),
             }
             try:
                 output = await run_block(block, context, job, self._tools)
