@@ -43,6 +43,7 @@ from embedded_ui.sdk import sdk_handlers
 from embedded_ui.security import UserTokens, create_rate_limiter
 from embedded_ui.settings import Settings
 from embedded_ui.store import create_db_config, create_engine, migrate
+from embedded_ui.store.inline import inline_reader
 from embedded_ui.workspaces.embedding import OriginPolicies
 
 
@@ -77,6 +78,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     limiter = create_rate_limiter(settings.rate_limit_per_minute, settings.redis_url)
     # One pool of outbound connections to apps (verification, options, actions) per process.
     http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+    # The hottest reads (users, the listing's installations) skip the async engine on SQLite.
+    inline = inline_reader(engine)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -85,6 +88,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            if inline is not None:
+                inline.close()
             await app.state.http.aclose()
             await limiter.close()
             await engine.dispose()
@@ -124,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "apps": load_catalog(),
                 "vault": Vault(settings.vault_keys),
                 "released_cache": ReleasedCache(),
+                "inline_reader": inline,
                 "origin_policies": OriginPolicies(async_sessionmaker(engine)),
             }
         ),

@@ -13,8 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui.catalog import App
 from embedded_ui.errors import Conflict, InvalidRequest, NotFound, Unprocessable
@@ -40,6 +40,7 @@ from embedded_ui.store import (
     bind_scope,
     utcnow,
 )
+from embedded_ui.store.inline import InlineReader, read_rows
 from embedded_ui.users import UserRecord
 
 PENDING_LIFETIME = timedelta(hours=24)
@@ -117,6 +118,7 @@ class InstallationService:
         apps: Mapping[str, App],
         public_url: str,
         cache: ReleasedCache | None = None,
+        reader: InlineReader | None = None,
     ) -> None:
         bind_scope(session, scope)
         self._session = session
@@ -124,6 +126,7 @@ class InstallationService:
         self._apps = apps
         self._public_url = public_url
         self._cache = cache
+        self._reader = reader
 
     # -- reading ------------------------------------------------------------------------
 
@@ -134,13 +137,11 @@ class InstallationService:
             return entry.workflows
         return [w for w in entry.workflows if w.integration_id == integration_id]
 
-    async def _connection(self) -> AsyncConnection:
-        """The session's connection for a Core read, after flushing what the session holds:
-        the ORM query it replaces would have autoflushed, and a read in the same transaction
-        as a change (an apply, then a listing) must see that change."""
-        if self._session.new or self._session.dirty or self._session.deleted:
-            await self._session.flush()
-        return await self._session.connection()
+    async def _rows(self, statement: Select[Any], params: dict[str, str]) -> Sequence[Any]:
+        """A Core read (store/inline.py): inline on SQLite while the session has not written;
+        else on its connection, after a flush, as the ORM query it replaces would autoflush
+        (a read in the same transaction as a change, an apply then a listing, sees it)."""
+        return await read_rows(self._session, self._reader, statement, params)
 
     def _tenant(self) -> dict[str, str]:
         return {"workspace_id": self._scope.workspace_id, "environment": self._scope.environment}
@@ -148,8 +149,8 @@ class InstallationService:
     async def _release(self, revision: int | None = None) -> CachedRelease:
         """The environment's released workflows at ``revision`` (read when not given)."""
         if revision is None:
-            connection = await self._connection()
-            revision = (await connection.execute(_REVISION, self._tenant())).scalar()
+            rows = await self._rows(_REVISION, self._tenant())
+            revision = rows[0][0] if rows else 0
         key = (self._scope.workspace_id, self._scope.environment)
         entry = self._cache.get(key, revision or 0) if self._cache else None
         if entry is None:
@@ -302,19 +303,17 @@ class InstallationService:
         released workflows, so never older than they are), and only the user's installations,
         read on every request, are encoded again and spliced in. A listing of 250 workflows
         was ~116 KB of JSON built from ~1,000 objects on every request."""
-        connection = await self._connection()
         params = {**self._tenant(), "user_id": user.id}
-        rows = (await connection.execute(_REVISION_AND_INSTALLED, params)).all()
+        rows = await self._rows(_REVISION_AND_INSTALLED, params)
+        if not rows:  # no revision yet (nothing ever applied): read the installations alone
+            rows = [(0, *row) for row in await self._rows(_INSTALLED_STATES, params)]
+        revision = rows[0][0] if rows else 0
         # workflow id -> (installed version, active)
         installed: dict[str, tuple[int, bool]] = {
-            row.workflow_id: (row.version_number, row.active)
-            for row in rows
-            if row.workflow_id is not None
+            workflow_id: (version, active)
+            for _, workflow_id, version, active in rows
+            if workflow_id is not None
         }
-        revision = rows[0].revision if rows else 0
-        if not rows:  # no revision yet (nothing ever applied): read the installations alone
-            alone = await connection.execute(_INSTALLED_STATES, params)
-            installed = {row.workflow_id: (row.version_number, row.active) for row in alone}
         cached = await self._release(revision)
         encoded = cached.encoded
         if encoded is None:
