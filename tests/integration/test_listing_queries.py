@@ -198,6 +198,6 @@ async def test_listing_statements_do_not_grow_with_integrations_or_users(
     assert max(small.values()) <= 6, small
     # The listing: the API key, the user, then the revision and the user's installations in
     # one statement (the released workflows and their JSON come from the per-process cache).
-    # On SQLite the user and installation reads run inline (store/inline.py), outside the
-    # engine and this count; the PostgreSQL variant counts them.
+    # On SQLite the key, user and installation reads run inline (store/inline.py), outside
+    # the engine and this count; the PostgreSQL variant counts them.
     assert small["integrations"] <= 3 and small["integration"] <= 3, small

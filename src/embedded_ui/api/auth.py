@@ -71,7 +71,7 @@ async def _authenticate(
         raise Unauthorized(f"Missing user token: send the `{USER_TOKEN_HEADER}` header.")
     environment, key_hash = api_keys.parse(api_keys.bearer_credential(authorization))
     await _count(limiter, f"key:{key_hash[:32]}")
-    principal = await authenticate_key(session, environment, key_hash)
+    principal = await authenticate_key(session, environment, key_hash, state.inline_reader)
     return Principal(scope=principal.scope, actor=f"api_key:{principal.key_id}")
 
 
