@@ -5,6 +5,10 @@ integrations of 5 workflows, at 1,000 and at 100,000 users who all have installa
 
 Targets: p99 at most 20 ms at 32 connections, and the latency at 100,000 users within 1.2x of
 that at 1,000 users. Reuses bench/run.py's server, wrk and clean-up helpers.
+
+The same run also measures bench/run.py's baseline (a bare Litestar ``GET /hello`` under the
+same server and workers), so that a busy, shared machine can be told apart from the service:
+compare each row's req/s ratio to the baseline, not absolute numbers across runs.
 """
 
 from __future__ import annotations
@@ -24,7 +28,15 @@ from embedded_ui.integrations import InstallationService, IntegrationService, pa
 from embedded_ui.settings import Settings
 from embedded_ui.store import Installation, Scope, User, create_engine, migrate, new_id, utcnow
 from embedded_ui.workspaces import WorkspaceService
-from run import BenchError, _service_env, _start_server, _stop, _wait_ready, _wrk
+from run import (
+    BASELINE_TARGET,
+    BenchError,
+    _service_env,
+    _start_server,
+    _stop,
+    _wait_ready,
+    _wrk,
+)
 
 INTEGRATIONS, WORKFLOWS_EACH, INSTALLED_EACH = 50, 5, 3
 
@@ -116,6 +128,19 @@ def _measure(users: int, options: argparse.Namespace, work: Path) -> dict[str, f
     return {"rps": result.rps, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms}
 
 
+def _measure_baseline(options: argparse.Namespace, work: Path) -> dict[str, float]:
+    env = _service_env(f"sqlite+aiosqlite:///{work / 'unused.sqlite3'}", [])
+    server = _start_server("baseline", "granian", BASELINE_TARGET, options.workers, env, work)
+    try:
+        _wait_ready(server, "/hello", 90)
+        url = f"{server.url}/hello"
+        _wrk(url, 2, options.connections, 2, [], None, server)  # warm-up
+        result = _wrk(url, options.duration, options.connections, 2, [], None, server)
+    finally:
+        _stop(server.process)
+    return {"rps": result.rps, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--users", default="1000,100000")
@@ -125,11 +150,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     counts = [int(part) for part in options.users.split(",")]
     with tempfile.TemporaryDirectory(prefix="eui-listing-") as temporary:
+        baseline = _measure_baseline(options, Path(temporary))
         rows = {users: _measure(users, options, Path(temporary)) for users in counts}
-    print(f"{'users':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}  p99 <= 20 ms")
+    print(f"{'users':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}  p99 <= 20 ms")
+    print(
+        f"{'baseline':>8} {baseline['rps']:>8.0f} {baseline['p50_ms']:>8.2f} "
+        f"{baseline['p99_ms']:>8.2f} {1:>6.2f}x  (GET /hello, bare Litestar)"
+    )
     for users, row in rows.items():
         ok = "yes" if row["p99_ms"] <= 20 else "no"
-        print(f"{users:>8} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}  {ok}")
+        ratio = row["rps"] / baseline["rps"]
+        print(
+            f"{users:>8} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+            f"{ratio:>6.3f}x  {ok}"
+        )
     if len(rows) >= 2:
         low, high = rows[counts[0]], rows[counts[-1]]
         ratio = high["p99_ms"] / low["p99_ms"]

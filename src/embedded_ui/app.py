@@ -46,6 +46,7 @@ from embedded_ui.sdk import sdk_handlers
 from embedded_ui.security import UserTokens, create_rate_limiter
 from embedded_ui.settings import Settings
 from embedded_ui.store import create_db_config, create_engine, migrate
+from embedded_ui.store.inline import inline_reader
 from embedded_ui.workspaces.embedding import OriginPolicies
 
 
@@ -91,6 +92,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         service_values=service_values(settings),
         run_worker=settings.inprocess_worker,
     )
+    # The hottest reads (users, the listing's installations) skip the async engine on SQLite.
+    inline = inline_reader(engine)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -101,6 +104,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await runtime.stop()
+            if inline is not None:
+                inline.close()
             await http.aclose()
             if app.state.http is not http:  # a test may swap in its own client
                 await app.state.http.aclose()
@@ -146,6 +151,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "vault": vault,
                 "runtime": runtime,
                 "released_cache": ReleasedCache(),
+                "inline_reader": inline,
                 "origin_policies": OriginPolicies(async_sessionmaker(engine)),
             }
         ),

@@ -60,9 +60,9 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = embedded_ui.api.auth.authenticate_key
 
-    async def spy(session: Any, environment: str, key_hash: str) -> Any:
+    async def spy(session: Any, environment: str, key_hash: str, *rest: Any) -> Any:
         calls.append(key_hash)
-        return await real(session, environment, key_hash)
+        return await real(session, environment, key_hash, *rest)
 
     monkeypatch.setattr(embedded_ui.api.auth, "authenticate_key", spy)
     return calls

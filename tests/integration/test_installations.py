@@ -18,14 +18,17 @@ from typing import Any
 
 import pytest
 import yaml
+from litestar.serialization import encode_json
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from conftest import BIGCOMMERCE_REJECTED, SandboxProcess
+from embedded_ui.api.integrations import IntegrationsListOut
 from embedded_ui.catalog import load_catalog
 from embedded_ui.credentials import Vault, VaultError, credential_aad
+from embedded_ui.integrations import InstallationService
 from embedded_ui.settings import Settings
-from embedded_ui.store import Credential, Installation
+from embedded_ui.store import Credential, Installation, Scope, User
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "fulfillmently"
@@ -583,6 +586,77 @@ async def test_workflow_routes_for_a_user(world: World) -> None:
         f"{V}/workflows/{'0' * 24}?userId=merchant", headers=world.headers
     )
     assert missing.status_code == 404
+
+
+# --- the listing's encoded answer -----------------------------------------------------------
+
+
+async def test_the_encoded_listing_is_the_views_encoded_and_never_stale(
+    world: World, app: Any, settings: Settings
+) -> None:
+    """``GET /integrations`` splices JSON fragments cached per environment revision with the
+    user's installations (``InstallationService.integrations_json``). Its bytes must be what
+    encoding the views gives, for every user, and change after every install, deactivate,
+    activate, release, upgrade and uninstall while the cache is warm."""
+    status = world.workflows["sandbox-fulfillment-updated"]
+    other = await create_user(world.client, world.tenant, "other-shop")
+    scope = Scope(world.tenant.workspace_id, world.tenant.environment)
+
+    async def expected(user_id: str, integration_id: str | None = None) -> bytes:
+        async with world.db() as session:
+            # No cache: views built from the database, encoded as Litestar encodes structs.
+            service = InstallationService(session, scope, load_catalog(), settings.public_url)
+            user = await session.get_one(User, user_id)
+            views = await service.integrations_for(user, integration_id)
+        return encode_json(IntegrationsListOut(views))
+
+    async def served(user_id: str, integration_id: str | None = None) -> bytes:
+        path = f"{V}/integrations/{integration_id}" if integration_id else f"{V}/integrations"
+        response = await world.client.get(path, params={"userId": user_id}, headers=world.headers)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/json"
+        return response.content
+
+    async def check(step: str, previous: bytes | None) -> bytes:
+        body = await served(world.user_id)
+        assert body == await expected(world.user_id), step
+        assert body != previous, f"{step}: the listing did not change"
+        for integration_id in world.integrations.values():
+            assert await served(world.user_id, integration_id) == await expected(
+                world.user_id, integration_id
+            ), step
+        assert await served(other) == await expected(other), f"{step}: another user"
+        cached = [entry.encoded for entry in app.state.released_cache._entries.values()]
+        assert cached and all(e is not None for e in cached), "the listing used its cache"
+        return body
+
+    body = await check("nothing installed", None)
+    await world.install_sandbox()
+    body = await check("installed", body)
+    toggle = {"userId": world.user_id, "workflowId": status}
+    off = await world.client.put(f"{V}/workflows/deactivate", json=toggle, headers=world.headers)
+    assert off.status_code == 200, off.text
+    body = await check("deactivated", body)
+    on = await world.client.put(f"{V}/workflows/activate", json=toggle, headers=world.headers)
+    assert on.status_code == 200, on.text
+    body = await check("activated", body)
+    await world.apply(RENAME)
+    body = await check("released", body)
+    upgraded = await world.client.put(
+        f"{V}/workflows/{status}/upgrade?userId={world.user_id}", headers=world.headers
+    )
+    assert upgraded.status_code == 200, upgraded.text
+    body = await check("upgraded", body)
+    everything = await world.client.put(
+        f"{V}/users/{world.user_id}/deactivate-workflows", headers=world.headers
+    )
+    assert everything.status_code == 200, everything.text
+    body = await check("deactivated all", body)
+    gone = await world.client.delete(
+        f"{V}/workflows/{status}?userId={world.user_id}", headers=world.headers
+    )
+    assert gone.status_code == 200, gone.text
+    await check("uninstalled", body)
 
 
 # --- versions and upgrade ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from litestar import Request
+from litestar.datastructures import State
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,7 +43,7 @@ class AuthMiddleware(ASGIMiddleware):
         mode: AuthMode = scope["route_handler"].opt.get("auth", "api_key")
         state = app.state
         session: AsyncSession = state.db_config.provide_session(state, scope)
-        principal = await _authenticate(request, mode, session, state.tokens, state.limiter)
+        principal = await _authenticate(request, mode, session, state)
         # From here on, every ORM query of this request sees only this tenant's rows.
         bind_scope(session, principal.scope)
         scope["user"] = principal
@@ -50,12 +51,10 @@ class AuthMiddleware(ASGIMiddleware):
 
 
 async def _authenticate(
-    request: Request[Any, Any, Any],
-    mode: AuthMode,
-    session: AsyncSession,
-    tokens: UserTokens,
-    limiter: RateLimiter,
+    request: Request[Any, Any, Any], mode: AuthMode, session: AsyncSession, state: State
 ) -> Principal:
+    tokens: UserTokens = state.tokens
+    limiter: RateLimiter = state.limiter
     user_token = request.headers.get(USER_TOKEN_HEADER)
     authorization = request.headers.get("authorization")
     if mode != "api_key" and user_token is None and _looks_like_jwt(authorization):
@@ -64,14 +63,15 @@ async def _authenticate(
         claims = tokens.verify(user_token)
         await _count(limiter, f"user:{claims.user_id}")
         tenant = TenantScope(claims.workspace_id, claims.environment)
-        if not await UserService(session, tenant, actor="auth").exists(claims.user_id):
+        users = UserService(session, tenant, actor="auth", reader=state.inline_reader)
+        if not await users.exists(claims.user_id):
             raise Unauthorized("The user token's user no longer exists.")
         return Principal(scope=tenant, actor=f"user:{claims.user_id}", user_id=claims.user_id)
     if mode == "user":
         raise Unauthorized(f"Missing user token: send the `{USER_TOKEN_HEADER}` header.")
     environment, key_hash = api_keys.parse(api_keys.bearer_credential(authorization))
     await _count(limiter, f"key:{key_hash[:32]}")
-    principal = await authenticate_key(session, environment, key_hash)
+    principal = await authenticate_key(session, environment, key_hash, state.inline_reader)
     return Principal(scope=principal.scope, actor=f"api_key:{principal.key_id}")
 
 

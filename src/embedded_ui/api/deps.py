@@ -22,7 +22,12 @@ AnyRequest = Request[Principal, Any, State]
 
 
 def provide_users(db_session: NamedDependency[AsyncSession], request: AnyRequest) -> UserService:
-    return UserService(db_session, request.user.scope, actor=request.user.actor)
+    return UserService(
+        db_session,
+        request.user.scope,
+        actor=request.user.actor,
+        reader=request.app.state.inline_reader,
+    )
 
 
 def provide_installations(
@@ -35,7 +40,8 @@ def provide_installations(
         state.apps,
         state.settings.public_url,
         state.released_cache,
-        state.runtime.webhooks,
+        reader=state.inline_reader,
+        webhooks=state.runtime.webhooks,
     )
 
 

@@ -1,6 +1,11 @@
 """Each process keeps every environment's released workflows in memory, keyed by the
 environment's revision (stored in the database and raised by every apply and release), so a
-listing reads one small row instead of every workflow definition, and is never stale."""
+listing reads one small row instead of every workflow definition, and is never stale.
+
+Beside them it keeps the listing's JSON as encoded fragments (``EncodedIntegration``): what
+``GET /integrations`` shows is the same for every user except each user's installations, which
+are read on every request and spliced in (``InstallationService.integrations_json``). The
+fragments live and die with their entry, so they are exactly as fresh as the workflows."""
 
 from __future__ import annotations
 
@@ -19,6 +24,23 @@ class CachedRelease:
     workflows: list[ReleasedWorkflow]
     uninstalled_views: dict[str, WorkflowView] = field(default_factory=dict)
     """The view of each workflow for a user who has not installed it: the same for everyone."""
+    encoded: list[EncodedIntegration] | None = None
+    """The listing's JSON fragments, built on first use (``InstallationService``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedIntegration:
+    """One integration of the listing, as JSON bytes that msgspec encoded once."""
+
+    integration_id: str
+    heads: tuple[bytes, bytes]
+    """The integration's object up to and including ``"workflows":[``, with ``installed``
+    false (index 0) and true (index 1)."""
+    workflows: tuple[tuple[WorkflowView, bytes], ...]
+    """Each workflow's view and its JSON, both as seen by a user who has not installed it."""
+    workflow_ids: frozenset[str]
+    plain: bytes
+    """The whole integration for a user who installed none of its workflows."""
 
 
 class ReleasedCache:

@@ -35,4 +35,5 @@ class IntegrationView(msgspec.Struct, rename="camel"):
     categories: list[str]
     icon: str
     installed: bool
+    # Last, so the listing can splice encoded workflows in (InstallationService.integrations_json).
     workflows: list[WorkflowView]

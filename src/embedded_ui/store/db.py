@@ -134,7 +134,11 @@ def commit_if_written(session_scope_key: str) -> BeforeMessageSendHookHandler:
         finally:
             if message["type"] in SESSION_TERMINUS_ASGI_EVENTS:
                 delete_aa_scope_state(scope, session_scope_key)
-                await session.close()
+                # A session that never began a transaction nor loaded an object holds nothing
+                # to release (a GET served from caches and inline reads, store/inline.py);
+                # closing it would still cost a greenlet round trip.
+                if session.in_transaction() or session.identity_map or session.new:
+                    await session.close()
 
     return handler
 

@@ -6,14 +6,16 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui import audit
 from embedded_ui.errors import Conflict, EmbeddedUIError, InvalidRequest, NotFound
 from embedded_ui.store import Scope, User, bind_scope
+from embedded_ui.store.inline import InlineReader, read_rows
 
 MAX_USERNAME = 255
 MAX_FULL_NAME = 256
@@ -76,11 +78,17 @@ _USER_EXISTS = select(User.id).where(_TENANT & (User.id == bindparam("reference"
 
 
 class UserService:
-    def __init__(self, session: AsyncSession, scope: Scope, actor: str) -> None:
+    def __init__(
+        self, session: AsyncSession, scope: Scope, actor: str, reader: InlineReader | None = None
+    ) -> None:
         bind_scope(session, scope)
         self._session = session
         self._scope = scope
         self._actor = actor
+        self._reader = reader
+
+    async def _rows(self, statement: Select[Any], params: dict[str, str]) -> Sequence[Any]:
+        return await read_rows(self._session, self._reader, statement, params)
 
     def _new(self, item: NewUser) -> User:
         return User(
@@ -177,14 +185,12 @@ class UserService:
     async def read(self, reference: str) -> UserRecord:
         """``get`` for answers that only show the user: one Core SELECT on an index (two when
         the reference is a username), no ORM entity; the same tenant filter, written out."""
-        connection = await self._session.connection()
         params = self._params(reference)
-        row = (await connection.execute(_USER_BY_ID, params)).one_or_none()
-        if row is None:
-            row = (await connection.execute(_USER_BY_USERNAME, params)).one_or_none()
-        if row is None:
+        rows = await self._rows(_USER_BY_ID, params) or await self._rows(_USER_BY_USERNAME, params)
+        if not rows:
             raise NotFound(f"No user {reference!r} in this environment.")
-        return UserRecord(row.id, row.username, row.full_name, row.created_at)
+        user_id, username, full_name, created_at = rows[0]
+        return UserRecord(user_id, username, full_name, created_at)
 
     def _params(self, reference: str) -> dict[str, str]:
         return {
@@ -230,9 +236,7 @@ class UserService:
         return user.id
 
     async def exists(self, user_id: str) -> bool:
-        connection = await self._session.connection()
-        found = await connection.execute(_USER_EXISTS, self._params(user_id))
-        return found.first() is not None
+        return bool(await self._rows(_USER_EXISTS, self._params(user_id)))
 
 
 def _duplicate(username: str) -> Conflict:

@@ -15,6 +15,7 @@ from embedded_ui import audit
 from embedded_ui.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from embedded_ui.security import api_keys
 from embedded_ui.store import ENVIRONMENTS, ApiKey, Scope, Workspace, utcnow
+from embedded_ui.store.inline import InlineReader, read_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,7 @@ def _forget_revoked(session: Session) -> None:
 
 
 async def authenticate_key(
-    session: AsyncSession, environment: str, key_hash: str
+    session: AsyncSession, environment: str, key_hash: str, reader: InlineReader | None = None
 ) -> ApiKeyPrincipal:
     """The principal of a key, by its hash (the caller checked its shape and checksum).
 
@@ -184,13 +185,16 @@ async def authenticate_key(
     index (no ORM entity, no tenant scope: the key is what establishes the tenant)."""
     principal = KEY_CACHE.get(key_hash)
     if principal is None:
-        connection = await session.connection()
-        row = (await connection.execute(_KEY_BY_HASH, {"key_hash": key_hash})).one_or_none()
-        if row is None:
+        # Inline on SQLite (store/inline.py): when the cached keys of a busy process expire,
+        # every request in flight looks its key up at once, and through the engine they
+        # queued on its small pool and aiosqlite's thread.
+        rows = await read_rows(session, reader, _KEY_BY_HASH, {"key_hash": key_hash})
+        if not rows:
             raise Unauthorized("The API key is not recognised.")
-        if row.revoked_at is not None:
+        key_id, workspace_id, key_environment, revoked_at = rows[0]
+        if revoked_at is not None:
             raise Unauthorized("The API key has been revoked.")
-        principal = ApiKeyPrincipal(scope=Scope(row.workspace_id, row.environment), key_id=row.id)
+        principal = ApiKeyPrincipal(scope=Scope(workspace_id, key_environment), key_id=key_id)
         KEY_CACHE.put(key_hash, principal)
     if principal.scope.environment != environment:  # only if the table was edited by hand
         raise Unauthorized("The API key does not belong to this environment.")

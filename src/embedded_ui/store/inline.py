@@ -1,0 +1,117 @@
+"""Point reads run inline on the event loop's thread, for the hottest GETs on SQLite.
+
+Through the async engine every statement costs a session, a pool checkout, a greenlet and a
+hand-off to aiosqlite's thread and back: ~100 µs on a quiet machine and more under load, when
+each hand-off also waits for the GIL (docs/benchmarks.md). An indexed point read in SQLite
+itself takes a few µs, less than the hand-off, so ``InlineReader`` runs such reads on a
+private ``sqlite3`` connection in the calling thread:
+
+- it only reads (``PRAGMA query_only``) in autocommit mode: in WAL mode each read is its own
+  read transaction, sees every committed write, and neither blocks nor waits for the writer;
+- it never waits: busy timeout 0, and any ``sqlite3`` error (busy, locked, a schema change)
+  answers ``None`` so that the caller takes its ordinary async path;
+- it runs the caller's own Core statements (tenant filter written out), compiled once for
+  the engine's dialect, and passes results through the columns' result processors, so a row
+  holds the same values (e.g. aware datetimes) as one read through the engine.
+
+It sees only committed data: callers use it for reads at the start of a request, or when
+their session has not written (``store.db.session_wrote``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from embedded_ui.store.db import session_wrote
+
+
+@dataclass(frozen=True, slots=True)
+class InlineStatement:
+    sql: str
+    parameters: tuple[str, ...]
+    """The bind parameters' names in the order the SQL's ``?`` placeholders expect them."""
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+
+class InlineReader:
+    def __init__(self, database: str, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._connection = sqlite3.connect(
+            database,
+            timeout=0,
+            isolation_level=None,  # autocommit: no transaction outlives a read
+            check_same_thread=False,  # one loop thread per process; serialised by SQLite
+        )
+        self._connection.execute("PRAGMA query_only = ON")
+        self._prepared: dict[Select[Any], InlineStatement] = {}
+
+    def _prepare(self, statement: Select[Any]) -> InlineStatement:
+        compiled = statement.compile(dialect=self._dialect)
+        processors = tuple(
+            column.type.dialect_impl(self._dialect).result_processor(self._dialect, None)
+            for column in statement.selected_columns
+        )
+        return InlineStatement(str(compiled), tuple(compiled.positiontup or ()), processors)
+
+    def rows(
+        self, select: Select[Any], parameters: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]] | None:
+        """The rows of ``select`` (a module-level statement: each is compiled once), or
+        ``None`` when SQLite could not answer at once."""
+        statement = self._prepared.get(select)
+        if statement is None:
+            statement = self._prepared[select] = self._prepare(select)
+        try:
+            # fetchall steps the statement to its end, which ends its read transaction.
+            raw: Sequence[tuple[Any, ...]] = self._connection.execute(
+                statement.sql, tuple(parameters[name] for name in statement.parameters)
+            ).fetchall()
+        except sqlite3.Error:
+            return None
+        processors = statement.processors
+        return [
+            tuple(
+                value if p is None else p(value) for p, value in zip(processors, row, strict=True)
+            )
+            for row in raw
+        ]
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+async def read_rows(
+    session: AsyncSession,
+    reader: InlineReader | None,
+    statement: Select[Any],
+    params: Mapping[str, Any],
+) -> Sequence[Any]:
+    """A Core read: inline when there is a reader and the session has not written (the reader
+    sees only committed rows), else on the session's connection, after flushing what the
+    session holds (as the ORM's autoflush would before a query)."""
+    if reader is not None and not session_wrote(session):
+        rows = reader.rows(statement, params)
+        if rows is not None:
+            return rows
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    connection = await session.connection()
+    return (await connection.execute(statement, params)).all()
+
+
+def inline_reader(engine: AsyncEngine) -> InlineReader | None:
+    """A reader for a SQLite file database; ``None`` for anything else (PostgreSQL, memory)."""
+    url = engine.url
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if url.query.get("mode") == "memory" or database.startswith("file:"):
+        return None  # URI databases: leave them to the engine
+    return InlineReader(database, engine.dialect)
