@@ -85,9 +85,9 @@ async def test_the_limit_is_counted_before_the_database(
     lookups: list[str] = []
     real = embedded_ui.api.auth.authenticate_key
 
-    async def spy(session: Any, environment: str, key_hash: str) -> Any:
+    async def spy(session: Any, environment: str, key_hash: str, *rest: Any) -> Any:
         lookups.append(key_hash)
-        return await real(session, environment, key_hash)
+        return await real(session, environment, key_hash, *rest)
 
     monkeypatch.setattr(embedded_ui.api.auth, "authenticate_key", spy)
     async with running(limited) as instance:
