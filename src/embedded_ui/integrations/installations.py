@@ -179,7 +179,15 @@ class InstallationService:
         if self._webhooks is None or not installations:
             return {}
         released = {w.workflow_id: w for w in await self.released()}
-        wanted = [i for i in installations if i.workflow_id in released and i.version_id]
+        # Only apps with a trigger registered by hand can need anything (no query otherwise).
+        wanted = [
+            i
+            for i in installations
+            if i.workflow_id in released
+            and i.version_id
+            and (app := self._apps.get(released[i.workflow_id].app)) is not None
+            and app.manual_webhooks
+        ]
         if not wanted:
             return {}
         rows = await self._session.execute(
