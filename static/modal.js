@@ -18,6 +18,7 @@
   var finished = false;
   var lastRequest = null;
   var oauthPoll = null;
+  var succeeded = null; // an install's result, kept while its done step stays open
 
   function tell(message) {
     if (mode !== "frame" || window.parent === window || !parentOrigin) return;
@@ -76,6 +77,17 @@
     setBusy(false);
     if (result.done) {
       finished = true;
+      if (result.keepOpen) {
+        // Something to do by hand first (a webhook URL to paste): the SDK hears of the success
+        // when the merchant closes the modal.
+        succeeded = result.result;
+        if (!opened) {
+          opened = true;
+          tell({ type: "eui:open" });
+        }
+        focusFirst();
+        return;
+      }
       if (mode === "frame") tell({ type: "eui:success", result: result.result });
       else document.body.classList.add("eui--done");
       return;
@@ -240,7 +252,27 @@
 
   function close() {
     stopWatching();
-    tell({ type: "eui:close" });
+    if (succeeded) tell({ type: "eui:success", result: succeeded });
+    else tell({ type: "eui:close" });
+  }
+
+  // Copy a webhook URL or secret: the selected text through execCommand (works in a frame
+  // without the clipboard permission), else the Clipboard API; the field stays selected.
+  function copy(button) {
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    var group = button.closest("[data-hook]");
+    var status = group && group.querySelector("[data-copied]");
+    function say(ok) {
+      if (status) status.textContent = ok ? "Copied." : "Press Ctrl+C (or Cmd+C) to copy the selected text.";
+    }
+    field.focus();
+    field.select();
+    var ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch (e) {}
+    if (ok || !navigator.clipboard) return say(ok);
+    navigator.clipboard.writeText(field.value).then(function () { say(true); }, function () { say(false); });
   }
 
   body.addEventListener("submit", function (event) {
@@ -266,9 +298,10 @@
   });
 
   document.addEventListener("click", function (event) {
-    var target = event.target.closest ? event.target.closest("[data-close], [data-retry], [data-action=use_credential]") : null;
+    var target = event.target.closest ? event.target.closest("[data-close], [data-retry], [data-copy], [data-action=use_credential]") : null;
     if (!target) return;
-    if (target.hasAttribute("data-close")) close();
+    if (target.hasAttribute("data-copy")) copy(target);
+    else if (target.hasAttribute("data-close")) close();
     else if (target.hasAttribute("data-retry")) {
       if (lastRequest) step(lastRequest.action, lastRequest.input);
     } else step("use_credential", { credentialId: target.getAttribute("data-credential") });

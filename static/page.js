@@ -168,11 +168,31 @@
 
   // -- actions ------------------------------------------------------------------------------
 
+  // Copy a webhook URL or secret: the selected text through execCommand (works in a frame
+  // without the clipboard permission), else the Clipboard API; the field stays selected.
+  function copy(button) {
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    var status = button.closest("[data-hook]").querySelector("[data-copied]");
+    function say(ok) {
+      status.textContent = ok ? "Copied." : "Press Ctrl+C (or Cmd+C) to copy the selected text.";
+    }
+    field.focus();
+    field.select();
+    var ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch (e) {}
+    if (ok || !navigator.clipboard) return say(ok);
+    navigator.clipboard.writeText(field.value).then(function () { say(true); }, function () { say(false); });
+  }
+
   main.addEventListener("click", function (event) {
     var target = event.target.closest ? event.target.closest("button") : null;
     if (!target || target.disabled) return;
     var confirmId = target.getAttribute("data-confirm");
-    if (confirmId) {
+    if (target.hasAttribute("data-copy")) {
+      copy(target);
+    } else if (confirmId) {
       var box = document.getElementById(confirmId);
       box.hidden = false;
       target.hidden = true;

@@ -113,19 +113,32 @@ def sandbox(host: str | None, port: int | None, as_json: bool) -> None:
 )
 def demo(port: int | None, page_port: int | None) -> None:
     """Set up a demo workspace, start the sandbox app and a demo ISV page, and serve."""
-    from embedded_ui.demo import DemoSandbox, prepare_demo
+    from embedded_ui.demo import DemoSandbox, allow_loopback, prepare_demo
     from embedded_ui.demo_host import DemoHost
     from embedded_ui.server import run_server
 
     if port is not None:
         # Granian's workers read the environment again: give them the port and the URL.
         os.environ["EMBEDDED_UI_PORT"] = str(port)
+    # Stream Data delivers to the demo's inbox on loopback: allowed for the demo only.
+    allow_loopback(os.environ)
     settings = _settings()
     sandbox = DemoSandbox(settings).start()
+    host: DemoHost | None = None
     try:
-        key = asyncio.run(prepare_demo(settings))
-        host = DemoHost(settings.public_url, key, port=page_port or settings.port + 2).start()
+        host = DemoHost(
+            settings.public_url,
+            "",  # the key is made next, with the workflow pointed at this host's inbox
+            port=page_port or settings.port + 2,
+            sandbox_url=sandbox.url,
+            sandbox_key=sandbox.api_key if sandbox.started_here else None,
+        )
+        key = asyncio.run(prepare_demo(settings, inbox_url=host.inbox_url))
+        host.api_key = key
+        host.start()
     except BaseException:
+        if host is not None:
+            host.stop()
         sandbox.stop()
         raise
     base = settings.public_url
@@ -138,12 +151,38 @@ def demo(port: int | None, page_port: int | None) -> None:
                 f"  API reference:    {base}/schema",
                 f"  Development key:  {key}",
                 f"  Demo ISV page:    {host.url}   <- open this, sign in, press Install",
+                f"  ISV inbox:        {host.url}/inbox   (new sandbox orders arrive here)",
                 f"  Sandbox app:      {sandbox.url}  (API key {sandbox.api_key})",
+                "",
+                "  The quickstart's story: on the demo page sign in, install Sandbox Commerce,",
+                "  press 'Create an order', open the inbox (the order arrives, its signature",
+                "  verified), press 'Mark fulfilled' (runs the custom event 'Fulfillment",
+                "  Updated', which updates the order's status in the sandbox), and watch both",
+                "  runs in the Logs panel.",
                 "",
                 "  Try it:",
                 f"    curl -s -X POST {base}/2024-03/users \\",
                 f"      -H 'Authorization: Bearer {key}' \\",
                 "      -H 'Content-Type: application/json' -d '{\"username\": \"gregg\"}'",
+                "",
+            ]
+            + (
+                [
+                    "  An order by hand (in the sandbox store the merchant connected):",
+                    f"    curl -s -X POST {sandbox.url}/api/orders \\",
+                    f"      -H 'Authorization: Bearer {sandbox.api_key}' \\",
+                    "      -H 'Content-Type: application/json' -d '{\"total\": \"42.00\"}'",
+                    "",
+                ]
+                if sandbox.started_here
+                else []
+            )
+            + [
+                "  'Fulfillment Updated' by hand (the order id from the inbox):",
+                f"    curl -s -X POST {base}/2022-09/run/event \\",
+                f"      -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\",
+                '      -d \'{"event": "Fulfillment Updated", "userId": "gregg",',
+                '           "data": {"orderId": "ord_...", "status": "FULFILLED"}}\'',
                 "",
             ]
         )

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import MutableMapping
 from contextlib import suppress
 from urllib.parse import urlsplit
 
@@ -17,7 +18,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from embedded_ui.catalog import load_catalog
 from embedded_ui.credentials import Vault
 from embedded_ui.errors import NotFound
-from embedded_ui.integrations import IntegrationService, load_paths
+from embedded_ui.integrations import IntegrationService
+from embedded_ui.integrations.definitions import DefinitionSet, parse_documents
 from embedded_ui.oauth.clients import OAuthClientService
 from embedded_ui.paths import EXAMPLES_DIR
 from embedded_ui.sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, new_api_key
@@ -29,8 +31,39 @@ DEMO_WORKSPACE = "Fulfillmently"
 DEMO_KEY_LABEL = "demo"
 
 
-async def prepare_demo(settings: Settings) -> str:
-    """Create the demo workspace if needed; replace the previous demo key with a new one."""
+EXAMPLE_RECEIVER = "http://127.0.0.1:8000/demo/receiver"
+"""The example's default Stream Data URL; the demo points it at its own inbox."""
+OUTBOUND_ALLOW = "127.0.0.0/8"
+"""What the demo lets Stream Data reach: its inbox is on loopback."""
+
+
+def allow_loopback(environ: MutableMapping[str, str]) -> None:
+    """The demo's own environment (never the service's default): Stream Data may reach
+    loopback, where the demo's inbox listens. A value already set is kept, with loopback
+    added."""
+    current = [n.strip() for n in environ.get("EMBEDDED_UI_OUTBOUND_ALLOW", "").split(",")]
+    networks = [n for n in current if n]
+    if OUTBOUND_ALLOW not in networks:
+        networks.append(OUTBOUND_ALLOW)
+    environ["EMBEDDED_UI_OUTBOUND_ALLOW"] = ",".join(networks)
+
+
+def demo_definitions(inbox_url: str | None) -> DefinitionSet:
+    """The quickstart's integrations, with new orders streamed to ``inbox_url``."""
+    documents = []
+    for path in sorted((EXAMPLES_DIR / "fulfillmently").glob("*.yaml")):
+        text = path.read_text()
+        if inbox_url is not None and path.name == "sandbox.yaml":
+            if EXAMPLE_RECEIVER not in text:
+                raise RuntimeError(f"{path} no longer has the default {EXAMPLE_RECEIVER}")
+            text = text.replace(EXAMPLE_RECEIVER, inbox_url)
+        documents.append((path.name, text))
+    return parse_documents(documents, load_catalog())
+
+
+async def prepare_demo(settings: Settings, inbox_url: str | None = None) -> str:
+    """Create the demo workspace if needed; replace the previous demo key with a new one.
+    ``inbox_url``: where the sandbox workflow streams new orders (the demo ISV's inbox)."""
     engine = create_engine(settings)
     try:
         await migrate(engine)
@@ -44,7 +77,7 @@ async def prepare_demo(settings: Settings) -> str:
                 if old.label == DEMO_KEY_LABEL and old.revoked_at is None:
                     await service.revoke_key(old.id)
             issued = await service.create_key(workspace, "development", DEMO_KEY_LABEL)
-            definitions = load_paths([EXAMPLES_DIR / "fulfillmently"], load_catalog())
+            definitions = demo_definitions(inbox_url)
             scope = Scope(workspace.id, "development")
             await IntegrationService(session, scope).apply(definitions, release=True)
             # The sandbox's one OAuth client; its secret is a public development value.
@@ -66,6 +99,8 @@ class DemoSandbox:
         self.api_key = new_api_key()
         self._redirect_uri = f"{settings.public_url}/oauth/callback/sandbox"
         self._process: subprocess.Popen[bytes] | None = None
+        self.started_here = False
+        """Whether this started the sandbox (and so knows its API key)."""
 
     def _healthy(self) -> bool:
         with suppress(httpx.HTTPError):
@@ -98,6 +133,7 @@ class DemoSandbox:
                 self.stop()
                 raise RuntimeError(f"the sandbox did not start at {self.url}")
             time.sleep(0.2)
+        self.started_here = True
         return self
 
     def stop(self) -> None:

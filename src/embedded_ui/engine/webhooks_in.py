@@ -24,7 +24,7 @@ import hmac
 import json
 import secrets as random_secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -81,10 +81,14 @@ def app_trigger(
 
 @dataclass(frozen=True, slots=True)
 class ManualWebhook:
-    """What the merchant pastes into the app: our URL, and the secret if the app takes one."""
+    """What the merchant pastes into the app: our URL, and the secret if the app takes one.
+    ``app_name`` names the app in the instructions; ``app_signs`` says the app signs its
+    deliveries with a secret the merchant entered when connecting (nothing to paste then)."""
 
     url: str
     secret: str | None
+    app_name: str = ""
+    app_signs: bool = False
 
 
 class WebhookRegistrar:
@@ -221,7 +225,24 @@ class WebhookRegistrar:
                 webhook_aad(scope, installation.id),
             )
             secret = str(opened["secrets"][0])
-        return ManualWebhook(url, secret)
+        app_signs = bool(trigger.signature and trigger.signature.get("secret_field"))
+        return ManualWebhook(url, secret, app_signs=app_signs)
+
+    def manual_for(
+        self,
+        scope: Scope,
+        installation: Installation,
+        app_key: str,
+        definition: Mapping[str, Any],
+    ) -> ManualWebhook | None:
+        """What the merchant must register by hand for this installation of a workflow
+        (``definition``: its installed version's), or None: no app trigger, or the app's
+        trigger is registered automatically."""
+        trigger = app_trigger(self._apps, app_key, definition)
+        if trigger is None or trigger.registration != "manual":
+            return None
+        manual = self.manual(scope, installation, trigger)
+        return replace(manual, app_name=self._apps[app_key].name)
 
 
 def _random_key() -> str:

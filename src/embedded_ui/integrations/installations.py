@@ -102,6 +102,17 @@ class WebhookHooks(Protocol):
 
     async def uninstalled(self, scope: Scope, installation: Installation) -> None: ...
 
+    def manual_for(
+        self,
+        scope: Scope,
+        installation: Installation,
+        app_key: str,
+        definition: Mapping[str, Any],
+    ) -> Any | None:
+        """What the merchant registers by hand (``url``, ``secret``, ``app_name``,
+        ``app_signs``), or None when the app's trigger registers itself."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ReleasedWorkflow:
@@ -211,6 +222,42 @@ class InstallationService:
             select(Installation).where(Installation.user_id == user.id)
         )
         return {installation.workflow_id: installation for installation in rows}
+
+    async def manual_webhooks(self, installations: Sequence[Installation]) -> dict[str, Any]:
+        """Workflow id → the webhook the merchant must register by hand in the app (URL and
+        secret), for installations whose installed version's trigger is a manual app event.
+        One statement, for the installed versions' definitions."""
+        if self._webhooks is None or not installations:
+            return {}
+        released = {w.workflow_id: w for w in await self.released()}
+        # Only apps with a trigger registered by hand can need anything (no query otherwise).
+        wanted = [
+            i
+            for i in installations
+            if i.workflow_id in released
+            and i.version_id
+            and (app := self._apps.get(released[i.workflow_id].app)) is not None
+            and app.manual_webhooks
+        ]
+        if not wanted:
+            return {}
+        rows = await self._session.execute(
+            select(WorkflowVersion.id, WorkflowVersion.definition).where(
+                WorkflowVersion.id.in_({i.version_id for i in wanted})
+            )
+        )
+        definitions = {row[0]: row[1] for row in rows.all()}
+        found: dict[str, Any] = {}
+        for installation in wanted:
+            definition = definitions.get(installation.version_id)
+            if definition is None:
+                continue
+            manual = self._webhooks.manual_for(
+                self._scope, installation, released[installation.workflow_id].app, definition
+            )
+            if manual is not None:
+                found[installation.workflow_id] = manual
+        return found
 
     def _icon(self, app: str) -> str:
         return f"{self._public_url}/apps/{app}/icon.svg"

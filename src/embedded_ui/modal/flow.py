@@ -160,6 +160,9 @@ class StepResult:
     title: str
     needs_input: bool = True
     result: dict[str, Any] | None = None
+    keep_open: bool = False
+    """Done, but the merchant has something to do by hand (a webhook to add in the app): the
+    modal stays open and reports the success when it is closed."""
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -170,6 +173,7 @@ class StepResult:
             "needsInput": self.needs_input,
             "done": self.result is not None,
             "result": self.result,
+            "keepOpen": self.keep_open,
         }
 
 
@@ -621,7 +625,8 @@ class ModalFlow:
         }
         if state.credential_id:
             result["credentialId"] = state.credential_id
-        return self._done(plan, state, title, result, chosen)
+        manual = await self._installations.manual_webhooks(installed)
+        return self._done(plan, state, title, result, chosen, manual)
 
     def _done(
         self,
@@ -630,6 +635,13 @@ class ModalFlow:
         title: str,
         result: dict[str, Any],
         chosen: Sequence[ReleasedWorkflow] = (),
+        manual: Mapping[str, Any] | None = None,
     ) -> StepResult:
-        html = render("modal/_done.html", app=plan.app, workflows=chosen)
-        return StepResult("done", html, state, title, needs_input=False, result=result)
+        """``manual``: workflow id → the webhook the merchant must add in the app by hand."""
+        webhooks = [
+            (w, manual[w.workflow_id]) for w in chosen if manual and w.workflow_id in manual
+        ]
+        html = render("modal/_done.html", app=plan.app, workflows=chosen, webhooks=webhooks)
+        return StepResult(
+            "done", html, state, title, needs_input=False, result=result, keep_open=bool(webhooks)
+        )

@@ -153,6 +153,9 @@ class WorkflowRow:
     new_fields: list[str] = field(default_factory=list)
     broken: bool = False
     last_run: RunSummary | None = None
+    manual_webhook: Any = None
+    """The webhook the merchant must add in the app by hand (``url``, ``secret``,
+    ``app_name``, ``app_signs``), when the installed trigger's registration is manual."""
 
 
 @dataclass(slots=True)
@@ -199,6 +202,7 @@ async def build_cards(
             )
         )
     runs = await last_runs(session, user.id, list(installed.values()))
+    manual = await installations.manual_webhooks(list(installed.values()))
     cards = []
     for integration in integrations:
         card_rows = []
@@ -215,6 +219,7 @@ async def build_cards(
                     row.new_fields = _labels(changed, latest.fields)
                 row.broken = any(c in broken for c in installation.credential_ids.values())
                 row.last_run = runs.get(installation.id)
+                row.manual_webhook = manual.get(view.workflow_id)
             card_rows.append(row)
         cards.append(
             Card(integration, card_rows, filters.matches(integration), search_text(integration))

@@ -94,7 +94,12 @@ async def hosted_page(
     policy = await state.origin_policies.policy(link.workspace_id, link.environment)
     user = await UserService(db_session, scope, actor="page_link").get(link.user_id)
     installations = InstallationService(
-        db_session, scope, state.apps, state.settings.public_url, state.released_cache
+        db_session,
+        scope,
+        state.apps,
+        state.settings.public_url,
+        state.released_cache,
+        state.runtime.webhooks,
     )
     filters = Filters(
         integrations=_listed(chosen["integrations"]), categories=_listed(chosen["categories"])
