@@ -515,3 +515,21 @@ async def test_old_logs_are_purged_and_recent_ones_kept(
     assert counts["executions"] == 1
     remaining = [r["executionId"] for r in (await shop.logs("stream"))["data"]]
     assert old_id not in remaining and len(remaining) == 1
+
+
+async def test_deleting_a_user_deletes_their_executions_and_errors(
+    shop: Shop, database_url: str
+) -> None:
+    shop.receiver.answer = lambda _: Answer(400)
+    await shop.run_event({"orderId": "bye"})
+    await shop.settled("stream", 1)
+    deleted = await shop.client.delete(f"{V}/users/{shop.user_id}", headers=shop.headers)
+    assert deleted.status_code in (200, 204), deleted.text
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            executions = await connection.scalar(select(func.count()).select_from(Execution))
+            errors = await connection.scalar(select(func.count()).select_from(WorkflowError))
+    finally:
+        await engine.dispose()
+    assert (executions, errors) == (0, 0)
