@@ -324,6 +324,9 @@ def _setup(name: str, options: argparse.Namespace, log_dir: Path) -> Iterator[Se
             env = _service_env(database.url, [])
             env["EMBEDDED_UI_OUTBOUND_ALLOW"] = "127.0.0.0/8"
             env["EMBEDDED_UI_WORKER_CONCURRENCY"] = str(options.concurrency)
+            # At most 2x this many connections per process: 4 processes stay far below a
+            # shared PostgreSQL server's max_connections (100 by default).
+            env["EMBEDDED_UI_DATABASE_POOL_SIZE"] = str(options.pool_size)
             if name == "postgres":
                 env["EMBEDDED_UI_REDIS_URL"] = options.redis_url
                 env["EMBEDDED_UI_QUEUE_NAME"] = redis_queue
@@ -477,7 +480,16 @@ def _db(url: str, work: Any) -> Any:
         finally:
             await engine.dispose()
 
-    return asyncio.run(run())
+    # A shared PostgreSQL server can be out of connections for a moment (other test suites):
+    # try a few times before giving up.
+    for attempt in range(10):
+        try:
+            return asyncio.run(run())
+        except Exception as exc:
+            if "too many clients" not in str(exc) or attempt == 9:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 def _pending(url: str) -> int:
@@ -1005,6 +1017,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="Admin connection to create and drop a database (loopback).",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=5,
+        help="EMBEDDED_UI_DATABASE_POOL_SIZE of every service and worker process.",
+    )
     parser.add_argument("--startup-timeout", type=float, default=90.0)
     parser.add_argument(
         "--drain-timeout",
