@@ -100,32 +100,32 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
+            # Cleared before looking, so a wake-up (a notify, or a flush that freed slots)
+            # that comes while we claim or wait is never lost.
+            self._wake.clear()
             free = self._concurrency - len(self._running)
-            claimed: list[Claimed] = []
-            if free > 0:
-                try:
-                    claimed = await self._queue.claim(free)
-                except Exception:
-                    log.exception("claiming executions failed; retrying")
-                    await asyncio.sleep(self._poll)
-                    continue
-                await self._run_batch(claimed)
-            if claimed and len(claimed) == free:
-                await self._slot_freed()
+            if free <= 0:
+                # Every slot is taken: the next flush frees some and wakes us. Asking the
+                # database when the next row is due would say "now" and spin (two SELECTs a
+                # millisecond while saturated).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+                continue
+            try:
+                claimed = await self._queue.claim(free)
+            except Exception:
+                log.exception("claiming executions failed; retrying")
+                await asyncio.sleep(self._poll)
                 continue
             if claimed:
-                continue  # there may be more: ask again before sleeping
-            self._wake.clear()
+                await self._run_batch(claimed)
+                continue  # there may be more: ask again (or wait for a slot) before sleeping
             try:
                 wait = await self._queue.next_due_in(self._poll)
             except Exception:
                 wait = self._poll
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.001))
-
-    async def _slot_freed(self) -> None:
-        await self._slots.acquire()
-        self._slots.release()
 
     async def _run_batch(self, claimed: list[Claimed]) -> None:
         if not claimed:
