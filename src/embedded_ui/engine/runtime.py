@@ -54,7 +54,9 @@ class EngineRuntime:
         poll_seconds: float = 1.0,
     ) -> None:
         self.settings = settings
-        self.deliverer = Deliverer(OutboundPolicy.from_settings(settings))
+        self.deliverer = Deliverer(
+            OutboundPolicy.from_settings(settings), timeout=settings.delivery_timeout_seconds
+        )
         self.endpoints = Endpoints(engine, vault)
         self.destination_pool = DestinationPool()
         self.tools = Tools(

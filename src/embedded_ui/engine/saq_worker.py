@@ -41,6 +41,7 @@ async def run_worker(settings: Settings, poll_seconds: float = 2.0) -> None:
         apps=load_catalog(),
         http=http,
         service_values=service_values(settings),
+        lease_seconds=settings.execution_lease_seconds,
         run_worker=True,
         poll_seconds=poll_seconds,
     )
