@@ -15,7 +15,7 @@ import json
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,10 @@ class Received:
     headers: dict[str, str]
     """Lowercased names."""
     body: bytes
+    peer: tuple[str, int] | None = None
+    """The client's address and port (which process sent it can be told from the port)."""
+    at: float = 0.0
+    """When the request had been read (``time.monotonic()``)."""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -111,6 +115,8 @@ class Receiver:
                 request = await _read_request(reader)
                 if request is None or self._stopping.is_set():
                     break
+                peer = writer.get_extra_info("peername")
+                request = replace(request, peer=(peer[0], peer[1]), at=time.monotonic())
                 self.requests.append(request)
                 answer = self.answer(request) if callable(self.answer) else self.answer
                 if answer.delay:
