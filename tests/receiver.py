@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import inspect
 import ipaddress
 import json
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,12 @@ class Received:
 class Receiver:
     def __init__(
         self,
-        answer: Answer | Callable[[Received], Answer] = Answer(),
+        answer: Answer | Callable[[Received], Answer | Awaitable[Answer]] = Answer(),
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.answer = answer
-        """What to answer: change it while running to script a receiver's moods."""
+        """What to answer: change it while running to script a receiver's moods. A callable
+        may be async: the request waits for its answer (the connection stays open)."""
         self._tls = tls
         self._server: asyncio.Server | None = None
         self._port = 0
@@ -118,7 +120,8 @@ class Receiver:
                 peer = writer.get_extra_info("peername")
                 request = replace(request, peer=(peer[0], peer[1]), at=time.monotonic())
                 self.requests.append(request)
-                answer = self.answer(request) if callable(self.answer) else self.answer
+                chosen = self.answer(request) if callable(self.answer) else self.answer
+                answer = await chosen if inspect.isawaitable(chosen) else chosen
                 if answer.delay:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), answer.delay)
