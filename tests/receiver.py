@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import inspect
 import ipaddress
 import json
 import ssl
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,10 @@ class Received:
     headers: dict[str, str]
     """Lowercased names."""
     body: bytes
+    peer: tuple[str, int] | None = None
+    """The client's address and port (which process sent it can be told from the port)."""
+    at: float = 0.0
+    """When the request had been read (``time.monotonic()``)."""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -51,11 +56,12 @@ class Received:
 class Receiver:
     def __init__(
         self,
-        answer: Answer | Callable[[Received], Answer] = Answer(),
+        answer: Answer | Callable[[Received], Answer | Awaitable[Answer]] = Answer(),
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.answer = answer
-        """What to answer: change it while running to script a receiver's moods."""
+        """What to answer: change it while running to script a receiver's moods. A callable
+        may be async: the request waits for its answer (the connection stays open)."""
         self._tls = tls
         self._server: asyncio.Server | None = None
         self._port = 0
@@ -111,8 +117,11 @@ class Receiver:
                 request = await _read_request(reader)
                 if request is None or self._stopping.is_set():
                     break
+                peer = writer.get_extra_info("peername")
+                request = replace(request, peer=(peer[0], peer[1]), at=time.monotonic())
                 self.requests.append(request)
-                answer = self.answer(request) if callable(self.answer) else self.answer
+                chosen = self.answer(request) if callable(self.answer) else self.answer
+                answer = await chosen if inspect.isawaitable(chosen) else chosen
                 if answer.delay:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), answer.delay)

@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         apps=apps,
         http=http,
         service_values=service_values(settings),
+        lease_seconds=settings.execution_lease_seconds,
         run_worker=settings.inprocess_worker,
     )
     # The hottest reads (users, the listing's installations) skip the async engine on SQLite.

@@ -100,6 +100,12 @@ class Settings:
     """The SAQ queue on Redis that API processes and `embedded-ui worker` processes share."""
     worker_concurrency: int = 32
     """Executions one worker process runs at the same time."""
+    execution_lease_seconds: float = 30.0
+    """How long a worker holds a claimed execution without renewing it (it renews every third
+    of this while it runs). A killed worker's executions run again once their lease is out."""
+    delivery_timeout_seconds: float = 15.0
+    """How long a Stream Data delivery (and an error URL notification) waits for the answer;
+    no answer in time is retried like a 5xx."""
     retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
     """Seconds to wait before each retry of a failed delivery (before jitter); after the last
     one the execution fails. `EMBEDDED_UI_RETRY_SCHEDULE=5,300,...`."""
@@ -150,6 +156,8 @@ class Settings:
             inprocess_worker=env.boolean("INPROCESS_WORKER", redis_url is None),
             queue_name=env.text("QUEUE_NAME", "embedded-ui-executions"),
             worker_concurrency=env.integer("WORKER_CONCURRENCY", 32, 1, 1000),
+            execution_lease_seconds=env.number("EXECUTION_LEASE_SECONDS", 30.0, 1.0, 3600.0),
+            delivery_timeout_seconds=env.number("DELIVERY_TIMEOUT_SECONDS", 15.0, 0.1, 300.0),
             retry_schedule=env.seconds_list(
                 "RETRY_SCHEDULE", (5, 300, 1800, 7200, 18000, 36000, 36000)
             ),
@@ -213,6 +221,18 @@ class EnvReader:
             raise self._fail(name, f"expected a whole number, got {raw!r}") from None
         if not low <= value <= high:
             raise self._fail(name, f"expected a number from {low} to {high}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise self._fail(name, f"expected a number, got {raw!r}") from None
+        if not low <= value <= high:  # NaN fails this too
+            raise self._fail(name, f"expected a number from {low:g} to {high:g}, got {raw}")
         return value
 
     def boolean(self, name: str, default: bool) -> bool:

@@ -17,6 +17,18 @@ def test_defaults_are_a_working_development_setup():
     assert settings.signing_keys[0].insecure
 
 
+def test_engine_timings_default_to_the_documented_values_and_take_fractions():
+    assert Settings.from_env({}).execution_lease_seconds == 30.0
+    assert Settings.from_env({}).delivery_timeout_seconds == 15.0
+    tuned = Settings.from_env(
+        {
+            "EMBEDDED_UI_EXECUTION_LEASE_SECONDS": "2.5",
+            "EMBEDDED_UI_DELIVERY_TIMEOUT_SECONDS": "1.5",
+        }
+    )
+    assert (tuned.execution_lease_seconds, tuned.delivery_timeout_seconds) == (2.5, 1.5)
+
+
 def test_settings_are_frozen():
     settings = Settings.from_env({})
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -39,6 +51,9 @@ def test_settings_are_frozen():
         ("EMBEDDED_UI_SIGNING_KEYS", "k1:%%%%", "base64url"),
         ("EMBEDDED_UI_LOG_FORMAT", "xml", "console, json"),
         ("EMBEDDED_UI_RATE_LIMT_PER_MINUTE", "5", "unknown setting"),
+        ("EMBEDDED_UI_EXECUTION_LEASE_SECONDS", "soon", "expected a number"),
+        ("EMBEDDED_UI_EXECUTION_LEASE_SECONDS", "0.5", "from 1 to 3600"),
+        ("EMBEDDED_UI_DELIVERY_TIMEOUT_SECONDS", "nan", "from 0.1 to 300"),
     ],
 )
 def test_invalid_values_fail_naming_the_variable(name, value, problem):

@@ -54,7 +54,9 @@ class EngineRuntime:
         poll_seconds: float = 1.0,
     ) -> None:
         self.settings = settings
-        self.deliverer = Deliverer(OutboundPolicy.from_settings(settings))
+        self.deliverer = Deliverer(
+            OutboundPolicy.from_settings(settings), timeout=settings.delivery_timeout_seconds
+        )
         self.endpoints = Endpoints(engine, vault)
         self.destination_pool = DestinationPool()
         self.tools = Tools(
@@ -113,13 +115,13 @@ class EngineRuntime:
                 asyncio.create_task(purge_loop(self.tools.engine, self.settings))
             )
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float = 10.0) -> None:
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._run_worker:
-            await self.worker.stop()
+            await self.worker.stop(grace_seconds)
         await self.alerts.drain()
         await self.deliverer.aclose()
         await self.destination_pool.aclose()

@@ -22,14 +22,21 @@ from embedded_ui.api.deps import service_values
 from embedded_ui.catalog import load_catalog
 from embedded_ui.credentials.vault import Vault
 from embedded_ui.engine.runtime import SAQ_JOB, EngineRuntime
+from embedded_ui.logs import configure_logging
 from embedded_ui.settings import Settings
 from embedded_ui.store.db import create_engine, migrate
 
 log = structlog.get_logger(__name__)
 
+SHUTDOWN_GRACE_SECONDS = 10.0
+"""After SIGTERM, how long running executions may take to finish and be recorded; those still
+running after it are run again once their lease is out."""
+
 
 async def run_worker(settings: Settings, poll_seconds: float = 2.0) -> None:
     """Run until SIGTERM or SIGINT; running executions get a grace period to finish."""
+    # As the service does (app.py): EMBEDDED_UI_LOG_LEVEL and _FORMAT apply here too.
+    configure_logging(settings.log_level, settings.log_format)
     engine = create_engine(settings)
     if settings.migrate_on_start:
         await migrate(engine)
@@ -41,6 +48,7 @@ async def run_worker(settings: Settings, poll_seconds: float = 2.0) -> None:
         apps=load_catalog(),
         http=http,
         service_values=service_values(settings),
+        lease_seconds=settings.execution_lease_seconds,
         run_worker=True,
         poll_seconds=poll_seconds,
     )
@@ -52,11 +60,18 @@ async def run_worker(settings: Settings, poll_seconds: float = 2.0) -> None:
 
     saq_worker: Any = None
     saq_task: asyncio.Task[None] | None = None
+    running: set[asyncio.Task[int]] = set()
     if runtime.saq is not None:
         from saq import Worker as SaqWorker
 
         async def run_executions(_: Any, *, ids: list[str]) -> int:
-            return await runtime.worker.run_ids(ids)
+            # SAQ cancels its job tasks the moment it stops (its grace period would keep every
+            # stop waiting on its idle loops): the executions run in a task of their own,
+            # which gets the grace period below.
+            task = asyncio.create_task(runtime.worker.run_ids(ids))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            return await asyncio.shield(task)
 
         run_executions.__qualname__ = SAQ_JOB
         saq_worker = SaqWorker(
@@ -64,6 +79,10 @@ async def run_worker(settings: Settings, poll_seconds: float = 2.0) -> None:
             functions=[(SAQ_JOB, run_executions)],
             concurrency=settings.worker_concurrency,
         )
+        # SAQ's start() would install its own SIGTERM/SIGINT handlers in place of ours: it
+        # then stopped by itself while this function kept waiting for `stop`, so the process
+        # never exited on SIGTERM (only SIGKILL ended it) and never recorded what it ran.
+        saq_worker.SIGNALS = []
         saq_task = asyncio.create_task(saq_worker.start())
     log.info(
         "worker started",
@@ -80,6 +99,8 @@ async def run_worker(settings: Settings, poll_seconds: float = 2.0) -> None:
             saq_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await saq_task
-        await runtime.stop()
+        if running:  # executions of SAQ jobs: finished and recorded, or run again after the lease
+            await asyncio.wait(set(running), timeout=SHUTDOWN_GRACE_SECONDS)
+        await runtime.stop(grace_seconds=SHUTDOWN_GRACE_SECONDS)
         await http.aclose()
         await engine.dispose()
