@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -140,8 +141,10 @@ class EngineRuntime:
                 await self._saq.enqueue(
                     SAQ_JOB,
                     ids=list(execution_ids),
-                    key=f"{execution_ids[0]}:{int(at)}",
-                    scheduled=int(at),
+                    key=f"{execution_ids[0]}:{math.ceil(at)}",
+                    # SAQ schedules in whole seconds: round up, or the job wakes a worker
+                    # before the retry is due and finds nothing to do.
+                    scheduled=math.ceil(at),
                     timeout=0,
                     heartbeat=0,
                     retries=1,
