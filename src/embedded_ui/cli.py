@@ -592,6 +592,7 @@ def _destination_service(session: AsyncSession, scope: Scope) -> Any:
         Vault(settings.vault_keys),
         actor="cli",
         service_database_url=settings.database_url,
+        settings=settings,
     )
 
 

@@ -112,6 +112,9 @@ class Settings:
     outbound_allow: tuple[str, ...] = ()
     """Networks (CIDR) that Stream Data and the error URL may reach although they are not
     global (loopback, private...). Empty: only global addresses. The demo and tests set it."""
+    destination_sqlite_dir: str | None = None
+    """The directory SQLite files of `database` blocks' destinations must be in. Unset: SQLite
+    destinations are allowed anywhere in development mode and refused in production."""
     log_retention_days: int = 60
     """Executions (logs) and errors older than this are purged."""
     log_level: str = "INFO"
@@ -163,6 +166,7 @@ class Settings:
             ),
             outbound_allow=env.networks("OUTBOUND_ALLOW"),
             log_retention_days=env.integer("LOG_RETENTION_DAYS", 60, 1, 3650),
+            destination_sqlite_dir=env.text("DESTINATION_SQLITE_DIR", "") or None,
             log_level=env.choice(
                 "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
             ),

@@ -239,10 +239,10 @@ async def test_set_list_delete_through_the_api_never_showing_the_password(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     acme = await make_tenant("acme")
-    url = f"postgresql://loader:{CANARY}@db.example:5432/warehouse"
+    url = f"postgresql://loader:{CANARY}@93.184.216.34:5432/warehouse"
     saved = await client.put(f"{API}/warehouse", json={"url": url}, headers=acme.headers)
     assert saved.status_code == 200, saved.text
-    masked = "postgresql+asyncpg://loader:***@db.example:5432/warehouse"
+    masked = "postgresql+asyncpg://loader:***@93.184.216.34:5432/warehouse"
     assert saved.json()["name"] == "warehouse" and saved.json()["url"] == masked
     assert set(saved.json()) == {"name", "url", "createdAt", "updatedAt"}
 
@@ -266,7 +266,7 @@ async def test_set_list_delete_through_the_api_never_showing_the_password(
                 session, Scope(acme.workspace_id, "development"), client.app.state.vault
             )
             assert await service.url("warehouse") == (
-                f"postgresql+asyncpg://loader:{CANARY}@db.example:5432/warehouse?ssl=require"
+                f"postgresql+asyncpg://loader:{CANARY}@93.184.216.34:5432/warehouse?ssl=require"
             )
     finally:
         await engine.dispose()
@@ -292,6 +292,14 @@ async def test_set_list_delete_through_the_api_never_showing_the_password(
         ("warehouse", "sqlite:///:memory:", "needs a file path"),
         ("warehouse", "", "expected 1 to"),
         ("Bad Name", "sqlite:///x.db", "name: expected lowercase"),
+        # Not for a tenant to reach (attack case 18, for databases): internal addresses,
+        # names that resolve to them, socket paths, names that do not resolve.
+        ("warehouse", "postgresql://u:p@10.0.0.5/db", "10.0.0.5 is a private (RFC 1918) address"),
+        ("warehouse", "postgresql://u:p@169.254.169.254/db", "169.254.169.254 is a link-local"),
+        ("warehouse", "postgresql://u:p@localhost/db", "localhost resolves to"),
+        ("warehouse", "postgresql://u:p@[::1]/db", "::1 is a loopback"),
+        ("warehouse", "postgresql://u:p@/db?host=/var/run/postgresql", "needs a host name"),
+        ("warehouse", "postgresql://u:p@nowhere.invalid/db", "could not be resolved"),
     ],
 )
 async def test_bad_urls_and_names_are_400(
@@ -397,10 +405,10 @@ def test_destinations_cli_set_list_delete(database_url: str, tmp_path: Path) -> 
 
     assert cli("workspace", "create", "acme").returncode == 0
     tenant = ("--workspace", "acme", "--environment", "development")
-    url = f"postgresql://loader:{CANARY}@db.example/warehouse"
+    url = f"postgresql://loader:{CANARY}@93.184.216.34/warehouse"
     saved = cli("destinations", "set", "warehouse", url, *tenant, "--json")
     assert saved.returncode == 0, saved.stderr
-    assert json.loads(saved.stdout)["url"] == "postgresql+asyncpg://loader:***@db.example/warehouse"
+    assert json.loads(saved.stdout)["url"] == "postgresql+asyncpg://loader:***@93.184.216.34/warehouse"
     from_stdin = cli(
         "destinations", "set", "archive", "-", *tenant, stdin=f"sqlite:///{tmp_path}/a.db\n"
     )
@@ -410,7 +418,7 @@ def test_destinations_cli_set_list_delete(database_url: str, tmp_path: Path) -> 
     listed = cli("destinations", "list", *tenant, "--json")
     assert [d["name"] for d in json.loads(listed.stdout)] == ["archive", "warehouse"]
     as_text = cli("destinations", "list", *tenant)
-    assert "loader:***@db.example" in as_text.stdout
+    assert "loader:***@93.184.216.34" in as_text.stdout
 
     bad = cli("destinations", "set", "warehouse", "mysql://u:p@h/db", *tenant)
     assert bad.returncode == 1 and "not supported" in bad.stderr and "Traceback" not in bad.stderr

@@ -46,6 +46,7 @@ def provide_destinations(
         state.vault,
         actor=request.user.actor,
         service_database_url=state.settings.database_url,
+        settings=state.settings,
     )
 
 

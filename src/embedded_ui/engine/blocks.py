@@ -20,10 +20,16 @@ from embedded_ui.catalog.client import AppCallFailed, call_app
 from embedded_ui.credentials.vault import Vault
 from embedded_ui.engine import data_blocks
 from embedded_ui.engine.delivery import Deliverer
-from embedded_ui.engine.destinations import DestinationError, DestinationPool, DestinationService
+from embedded_ui.engine.destinations import (
+    DestinationError,
+    DestinationPool,
+    DestinationService,
+    check_reachable,
+    normalise_url,
+)
 from embedded_ui.engine.endpoints import Endpoints
 from embedded_ui.engine.mapping import MappingError, render
-from embedded_ui.errors import NotFound
+from embedded_ui.errors import InvalidRequest, NotFound
 from embedded_ui.oauth.refresh import CredentialBroken, ProviderUnavailable, fresh_secret
 from embedded_ui.settings import Settings
 from embedded_ui.store import Scope
@@ -50,13 +56,22 @@ class Destinations:
     """Opens a destination's URL by name for `database` blocks (one row read each time, so a
     changed URL applies to the next run)."""
 
-    def __init__(self, engine: AsyncEngine, vault: Vault) -> None:
+    def __init__(self, engine: AsyncEngine, vault: Vault, settings: Settings) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._vault = vault
+        self._settings = settings
 
     async def url_for(self, scope: Scope, name: str) -> str:
+        """The destination's URL, checked again (its host may resolve elsewhere by now)."""
         async with self._sessions() as session:
-            return await DestinationService(session, scope, self._vault, actor="engine").url(name)
+            url = await DestinationService(session, scope, self._vault, actor="engine").url(name)
+        try:
+            await check_reachable(normalise_url(url), self._settings)
+        except InvalidRequest as exc:
+            raise BlockFailed(
+                f"Destination {name!r}: {exc.message.removeprefix('url: ')}"
+            ) from None
+        return url
 
 
 @dataclass(frozen=True, slots=True)

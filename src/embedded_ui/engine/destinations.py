@@ -28,7 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 
 from embedded_ui import audit
 from embedded_ui.credentials import Vault
+from embedded_ui.engine.ssrf import BlockedDestination, OutboundPolicy, ResolutionFailed, check
 from embedded_ui.errors import InvalidRequest, NotFound
+from embedded_ui.settings import Settings
 from embedded_ui.store import Scope, bind_scope, iso_ms, new_id, utcnow
 from embedded_ui.store.models import Destination
 
@@ -36,6 +38,7 @@ __all__ = [
     "DestinationError",
     "DestinationPool",
     "DestinationService",
+    "check_reachable",
     "describe_destination",
     "insert_rows",
     "mask_url",
@@ -92,6 +95,50 @@ def normalise_url(raw: str) -> URL:
     return url
 
 
+async def check_reachable(url: URL, settings: Settings) -> None:
+    """Refuse destinations a tenant must not reach: a PostgreSQL host that is not a global
+    address (unless `EMBEDDED_UI_OUTBOUND_ALLOW` lists its network, as for Stream Data), a
+    socket path instead of a host, and SQLite files outside `EMBEDDED_UI_DESTINATION_SQLITE_DIR`
+    (anywhere only in development mode). Checked when a destination is set and before every
+    insert, so a name that resolves elsewhere later is refused then."""
+    if url.drivername.startswith("sqlite"):
+        _check_sqlite_file(url, settings)
+        return
+    if not url.host or "host" in url.query or url.host.startswith("/"):
+        raise InvalidRequest(
+            "url: a PostgreSQL destination needs a host name (no socket paths).", field="url"
+        )
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    try:
+        await check(f"http://{host}:{url.port or 5432}/", OutboundPolicy.from_settings(settings))
+    except BlockedDestination as exc:
+        raise InvalidRequest(
+            f"url: {exc.reason}; destinations must be global addresses unless "
+            "EMBEDDED_UI_OUTBOUND_ALLOW lists their network.",
+            field="url",
+        ) from None
+    except ResolutionFailed as exc:
+        raise InvalidRequest(f"url: {exc}.", field="url") from None
+
+
+def _check_sqlite_file(url: URL, settings: Settings) -> None:
+    path = Path(url.database or "").expanduser().resolve()
+    if settings.destination_sqlite_dir:
+        allowed = Path(settings.destination_sqlite_dir).expanduser().resolve()
+        if not path.is_relative_to(allowed):
+            raise InvalidRequest(
+                f"url: SQLite destinations must be files in {allowed} "
+                "(EMBEDDED_UI_DESTINATION_SQLITE_DIR).",
+                field="url",
+            )
+    elif not settings.is_development:
+        raise InvalidRequest(
+            "url: SQLite destinations are off outside development mode unless "
+            "EMBEDDED_UI_DESTINATION_SQLITE_DIR names their directory.",
+            field="url",
+        )
+
+
 def mask_url(url: str | URL) -> str:
     """The URL with its password replaced by ``***``: what the API and the CLI show."""
     parsed = url if isinstance(url, URL) else make_url(url)
@@ -139,7 +186,9 @@ class DestinationService:
         vault: Vault,
         actor: str = "api",
         service_database_url: str | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        self._settings = settings
         bind_scope(session, scope)
         self._session = session
         self._scope = scope
@@ -166,6 +215,8 @@ class DestinationService:
                 "url: that is the service's own database; use a database of your own.",
                 field="url",
             )
+        if self._settings is not None:
+            await check_reachable(url, self._settings)
         text = url.render_as_string(hide_password=False)
         row = await self._row(name)
         now = utcnow()

@@ -68,7 +68,7 @@ class EngineRuntime:
             http=http,
             deliverer=self.deliverer,
             endpoints=self.endpoints,
-            destinations=Destinations(engine, vault),
+            destinations=Destinations(engine, vault, settings),
             destination_pool=self.destination_pool,
             service_values=service_values,
         )
