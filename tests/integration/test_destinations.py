@@ -408,7 +408,9 @@ def test_destinations_cli_set_list_delete(database_url: str, tmp_path: Path) -> 
     url = f"postgresql://loader:{CANARY}@93.184.216.34/warehouse"
     saved = cli("destinations", "set", "warehouse", url, *tenant, "--json")
     assert saved.returncode == 0, saved.stderr
-    assert json.loads(saved.stdout)["url"] == "postgresql+asyncpg://loader:***@93.184.216.34/warehouse"
+    assert (
+        json.loads(saved.stdout)["url"] == "postgresql+asyncpg://loader:***@93.184.216.34/warehouse"
+    )
     from_stdin = cli(
         "destinations", "set", "archive", "-", *tenant, stdin=f"sqlite:///{tmp_path}/a.db\n"
     )
