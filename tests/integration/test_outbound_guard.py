@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from embedded_ui.engine.delivery import Deliverer, Outcome
+from embedded_ui.engine.pinned import PinnedTransport
 from embedded_ui.engine.signing import new_endpoint_secret
-from embedded_ui.engine.ssrf import CHECKED_TARGET, OutboundPolicy, PinnedTransport, check
+from embedded_ui.engine.ssrf import CHECKED_TARGET, OutboundPolicy, check
 from receiver import Answer, Receiver, self_signed_tls
 
 LOOPBACK = OutboundPolicy(allowed=(ipaddress.IPv4Network("127.0.0.0/8"),))

@@ -11,13 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from embedded_ui.engine.pinned import PinnedBackend, PinnedTransport
 from embedded_ui.engine.ssrf import (
     CHECKED_TARGET,
     BlockedDestination,
     CheckedTarget,
     OutboundPolicy,
-    PinnedBackend,
-    PinnedTransport,
     ResolutionFailed,
     address_class,
     check,

@@ -1,7 +1,7 @@
 """One signed POST of a JSON body to a checked address, and what came of it.
 
 Every post is checked by :func:`~embedded_ui.engine.ssrf.check` first and sent through the
-:class:`~embedded_ui.engine.ssrf.PinnedTransport`, so it reaches the address that was checked.
+:class:`~embedded_ui.engine.pinned.PinnedTransport`, so it reaches the address that was checked.
 It has one total time limit (15 s unless a test sets less), follows no redirect (a 3xx is an
 answer), and reads at most :data:`MAX_ANSWER_BYTES` of the answer, of which a short excerpt is
 kept. The request goes straight to the transport, without an ``httpx.AsyncClient``: a client
@@ -34,12 +34,12 @@ import httpx
 
 from embedded_ui import __version__
 from embedded_ui.engine import signing
+from embedded_ui.engine.pinned import PinnedTransport
 from embedded_ui.engine.ssrf import (
     CHECKED_TARGET,
     BlockedDestination,
     CheckedTarget,
     OutboundPolicy,
-    PinnedTransport,
     ResolutionFailed,
     Resolver,
     check,
