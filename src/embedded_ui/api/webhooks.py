@@ -1,6 +1,6 @@
 """Inbound app webhooks: ``POST /webhooks/{parentWorkflowId}/{userId}`` and
 ``POST /webhooks/{userId}``. No API key: apps call these. Each delivery is verified,
-deduplicated and queued before the 202 (see :mod:`embedded_ui.engine.webhooks_in`). The body
+deduplicated and queued before the 202 (see :mod:`embedded_ui.engine.inbound`). The body
 size is capped by the service's request limit (413 above it)."""
 
 from __future__ import annotations

@@ -26,11 +26,12 @@ from embedded_ui.engine.blocks import Destinations, Tools
 from embedded_ui.engine.delivery import Deliverer
 from embedded_ui.engine.destinations import DestinationPool
 from embedded_ui.engine.endpoints import Endpoints
+from embedded_ui.engine.inbound import Inbound
 from embedded_ui.engine.queue import ExecutionQueue, Finished
 from embedded_ui.engine.retention import purge_loop
 from embedded_ui.engine.runner import Runner
 from embedded_ui.engine.ssrf import OutboundPolicy
-from embedded_ui.engine.webhooks_in import Inbound, WebhookRegistrar
+from embedded_ui.engine.subscriptions import WebhookRegistrar
 from embedded_ui.engine.worker import Worker
 from embedded_ui.settings import Settings
 
