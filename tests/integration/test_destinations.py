@@ -21,12 +21,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from conftest import every_row_as_text
 from embedded_ui.engine.data_blocks import run_database, run_filter, run_transform
-from embedded_ui.engine.destinations import (
-    DestinationError,
-    DestinationPool,
-    DestinationService,
-    insert_rows,
-)
+from embedded_ui.engine.destination_inserts import DestinationPool, insert_rows
+from embedded_ui.engine.destinations import DestinationError, DestinationService
 from embedded_ui.engine.mapping import MappingError
 from embedded_ui.settings import Settings
 from embedded_ui.store import Scope, create_engine

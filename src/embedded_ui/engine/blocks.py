@@ -20,9 +20,9 @@ from embedded_ui.catalog.client import AppCallFailed, call_app
 from embedded_ui.credentials.vault import Vault
 from embedded_ui.engine import data_blocks
 from embedded_ui.engine.delivery import Deliverer
+from embedded_ui.engine.destination_inserts import DestinationPool
 from embedded_ui.engine.destinations import (
     DestinationError,
-    DestinationPool,
     DestinationService,
     check_reachable,
     normalise_url,

@@ -14,7 +14,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from embedded_ui.engine.destinations import DestinationError, DestinationPool
+from embedded_ui.engine.destination_inserts import DestinationPool
+from embedded_ui.engine.destinations import DestinationError
 from embedded_ui.engine.mapping import MappingError, render, truthy
 
 __all__ = ["run_database", "run_filter", "run_transform"]

@@ -24,7 +24,7 @@ from embedded_ui.credentials.vault import Vault
 from embedded_ui.engine.alerts import Alerts
 from embedded_ui.engine.blocks import Destinations, Tools
 from embedded_ui.engine.delivery import Deliverer
-from embedded_ui.engine.destinations import DestinationPool
+from embedded_ui.engine.destination_inserts import DestinationPool
 from embedded_ui.engine.endpoints import Endpoints
 from embedded_ui.engine.inbound import Inbound
 from embedded_ui.engine.queue import ExecutionQueue, Finished
