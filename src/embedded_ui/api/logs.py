@@ -213,9 +213,7 @@ class LogsController(Controller):
     ) -> RunOut:
         user_id = (await user_service.read(user_ref)).id if user_ref else None
         triggers = Triggers(db_session, request.user.scope)
-        execution = await triggers.rerun(workflow_id, execution_id, user_id)
-        await db_session.flush()
-        answer = _answer([execution.id])
+        answer = _answer([await triggers.rerun(workflow_id, execution_id, user_id)])
         await _commit_and_wake(request, db_session, answer["executionIds"])
         return msgspec.convert(answer, RunOut)
 

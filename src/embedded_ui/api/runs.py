@@ -88,9 +88,7 @@ class RunController(Controller):
         if idempotency_key and (answer := await triggers.replay(idempotency_key, fingerprint)):
             return msgspec.convert(answer, RunOut)
         user = await user_service.read(data.user_id)
-        executions = await triggers.for_event(user.id, data.event, data.data)
-        await db_session.flush()
-        answer = _answer([e.id for e in executions])
+        answer = _answer(await triggers.for_event(user.id, data.event, data.data))
         if idempotency_key:
             await triggers.remember(idempotency_key, fingerprint, answer)
         await _commit_and_wake(request, db_session, answer["executionIds"])
@@ -122,9 +120,7 @@ class RunController(Controller):
             return msgspec.convert(answer, RunOut)
         user = await user_service.read(data.user_id)
         workflow_id = data.workflow_id or await triggers.workflow_by_name(str(data.workflow_name))
-        execution = await triggers.for_workflow(user.id, workflow_id, data.data)
-        await db_session.flush()
-        answer = _answer([execution.id])
+        answer = _answer([await triggers.for_workflow(user.id, workflow_id, data.data)])
         if idempotency_key:
             await triggers.remember(idempotency_key, fingerprint, answer)
         await _commit_and_wake(request, db_session, answer["executionIds"])

@@ -99,11 +99,7 @@ class Inbound:
             except IntegrityError:
                 return scope, [], True
             triggers = Triggers(session, scope)
-            executions = await triggers.for_webhook(
-                [t.candidate for t in matching], user_id, payload
-            )
-            await session.flush()
-            ids = [e.id for e in executions]
+            ids = await triggers.for_webhook([t.candidate for t in matching], user_id, payload)
             await session.commit()
         return scope, ids, False
 

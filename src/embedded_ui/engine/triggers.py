@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,10 +27,38 @@ from embedded_ui.store import (
     Scope,
     WorkflowVersion,
     bind_scope,
+    new_id,
     utcnow,
 )
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+EXECUTION = cast(Table, Execution.__table__)
+
+# The hot path of `POST /run/event` as Core statements built once, with the tenant filter
+# written out (they run on the session's connection, outside the ORM's loader criteria).
+_EVENT_SCHEMA = select(CustomEvent.schema).where(
+    (CustomEvent.workspace_id == bindparam("workspace_id"))
+    & (CustomEvent.environment == bindparam("environment"))
+    & (CustomEvent.name == bindparam("name"))
+)
+_ACTIVE_INSTALLATIONS = (
+    select(
+        Installation.id,
+        Installation.workflow_id,
+        Installation.version_id,
+        Installation.version_number,
+    )
+    .join(ParentWorkflow, ParentWorkflow.id == Installation.workflow_id)
+    .where(
+        (Installation.workspace_id == bindparam("workspace_id"))
+        & (Installation.environment == bindparam("environment"))
+        & (Installation.user_id == bindparam("user_id"))
+        & Installation.active.is_(True)
+        & ParentWorkflow.active.is_(True)
+    )
+    .order_by(ParentWorkflow.position, Installation.id)
+)
+_ONE_WORKFLOW = _ACTIVE_INSTALLATIONS.where(Installation.workflow_id == bindparam("workflow_id"))
 _definitions: dict[str, dict[str, Any]] = {}
 """Released workflow definitions by version id: they never change, so every process keeps
 the ones it has read."""
@@ -120,27 +148,18 @@ class Triggers:
 
     # -- matching ---------------------------------------------------------------------------
 
+    def _tenant(self) -> dict[str, str]:
+        return {
+            "workspace_id": self._scope.workspace_id,
+            "environment": self._scope.environment,
+        }
+
     async def _active_installations(
         self, user_id: str, workflow_id: str | None = None
     ) -> list[Candidate]:
-        statement = (
-            select(
-                Installation.id,
-                Installation.workflow_id,
-                Installation.version_id,
-                Installation.version_number,
-            )
-            .join(ParentWorkflow, ParentWorkflow.id == Installation.workflow_id)
-            .where(
-                Installation.user_id == user_id,
-                Installation.active.is_(True),
-                ParentWorkflow.active.is_(True),
-            )
-            .order_by(ParentWorkflow.position, Installation.id)
-        )
-        if workflow_id is not None:
-            statement = statement.where(Installation.workflow_id == workflow_id)
-        rows = (await self._session.execute(statement)).all()
+        statement = _ACTIVE_INSTALLATIONS if workflow_id is None else _ONE_WORKFLOW
+        params = {**self._tenant(), "user_id": user_id, "workflow_id": workflow_id}
+        rows = (await self._session.execute(statement, params)).all()
         return [Candidate(*row) for row in rows]
 
     async def definitions(self, version_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -161,15 +180,13 @@ class Triggers:
         return found
 
     async def event_schema(self, event: str) -> dict[str, Any]:
-        schema = await self._session.scalar(
-            select(CustomEvent.schema).where(CustomEvent.name == event)
-        )
+        schema = await self._session.scalar(_EVENT_SCHEMA, {**self._tenant(), "name": event})
         if schema is None:
             raise NotFound(f"No custom event named {event!r} in this environment.")
         found: dict[str, Any] = schema
         return found
 
-    async def for_event(self, user_id: str, event: str, data: Any) -> list[Execution]:
+    async def for_event(self, user_id: str, event: str, data: Any) -> list[str]:
         """One queued execution per active installation of the user whose installed
         version's trigger is this custom event."""
         check_event_data(event, await self.event_schema(event), data)
@@ -180,16 +197,16 @@ class Triggers:
             trigger = definitions.get(candidate.version_id, {}).get("trigger", {})
             if trigger.get("type") == "custom_event" and trigger.get("event") == event:
                 matching.append(candidate)
-        return self._queue(user_id, matching, "custom_event", _as_object(data))
+        return await self._queue(user_id, matching, "custom_event", _as_object(data))
 
     async def for_workflow(
         self, user_id: str, workflow_id: str, data: Any, trigger_type: str = "manual"
-    ) -> Execution:
+    ) -> str:
         candidates = await self._active_installations(user_id, workflow_id)
         if not candidates:
             raise NotFound(f"The user has no active installation of workflow {workflow_id!r}.")
-        (execution,) = self._queue(user_id, candidates[:1], trigger_type, _as_object(data))
-        return execution
+        (execution_id,) = await self._queue(user_id, candidates[:1], trigger_type, _as_object(data))
+        return execution_id
 
     async def workflow_by_name(self, name: str) -> str:
         ids = list(
@@ -210,41 +227,46 @@ class Triggers:
 
     async def for_webhook(
         self, candidates: Sequence[Candidate], user_id: str, payload: dict[str, Any]
-    ) -> list[Execution]:
-        return self._queue(user_id, candidates, "app_event", payload)
+    ) -> list[str]:
+        return await self._queue(user_id, candidates, "app_event", payload)
 
-    def _queue(
+    async def _queue(
         self,
         user_id: str,
         candidates: Sequence[Candidate],
         trigger_type: str,
         trigger: dict[str, Any],
         rerun_of: str | None = None,
-    ) -> list[Execution]:
+    ) -> list[str]:
+        """Store one queued execution per candidate (one Core INSERT); their ids."""
+        if not candidates:
+            return []
         now = utcnow()
-        executions = [
-            Execution(
-                workspace_id=self._scope.workspace_id,
-                environment=self._scope.environment,
-                user_id=user_id,
-                workflow_id=c.workflow_id,
-                installation_id=c.installation_id,
-                version_number=c.version_number,
-                trigger_type=trigger_type,
-                trigger=trigger,
-                status="queued",
-                attempt=0,
-                available_at=now,
-                results=[],
-                rerun_of=rerun_of,
-                created_at=now,
-            )
-            for c in candidates
+        ids = [new_id() for _ in candidates]
+        rows: list[dict[str, Any]] = [
+            {
+                "id": execution_id,
+                "workspace_id": self._scope.workspace_id,
+                "environment": self._scope.environment,
+                "user_id": user_id,
+                "workflow_id": c.workflow_id,
+                "installation_id": c.installation_id,
+                "version_number": c.version_number,
+                "trigger_type": trigger_type,
+                "trigger": trigger,
+                "status": "queued",
+                "attempt": 0,
+                "available_at": now,
+                "results": [],
+                "rerun_of": rerun_of,
+                "created_at": now,
+            }
+            for execution_id, c in zip(ids, candidates, strict=True)
         ]
-        self._session.add_all(executions)
-        return executions
+        await self._session.execute(insert(EXECUTION), rows)
+        return ids
 
-    async def rerun(self, workflow_id: str, execution_id: str, user_id: str | None) -> Execution:
+    async def rerun(self, workflow_id: str, execution_id: str, user_id: str | None) -> str:
         """A new execution of the same installation with the same trigger data."""
         statement = select(Execution).where(
             Execution.id == execution_id, Execution.workflow_id == workflow_id
@@ -257,10 +279,10 @@ class Triggers:
         candidates = await self._active_installations(original.user_id, workflow_id)
         if not candidates:
             raise Conflict("The workflow is not installed and active for this user any more.")
-        (execution,) = self._queue(
+        (rerun_id,) = await self._queue(
             original.user_id, candidates[:1], "rerun", original.trigger, rerun_of=original.id
         )
-        return execution
+        return rerun_id
 
     async def purge_idempotency(self) -> None:
         await self._session.execute(
