@@ -5,16 +5,25 @@ never write, and fall back to the engine when SQLite cannot answer at once."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
+from embedded_ui.settings import Settings
 from embedded_ui.store.inline import InlineReader
 from embedded_ui.users.service import _USER_BY_ID
 from embedded_ui.workspaces.service import KEY_CACHE
 
 V = "/2024-03"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """No in-process worker here: it polls the same engine, and its statements are not the
+    request's."""
+    return replace(settings, inprocess_worker=False)
 
 
 def engine_statements(app: Any) -> tuple[list[str], Any]:
