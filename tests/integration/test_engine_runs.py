@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks.webhooks import Webhook
 
-from conftest import PUBLIC_URL, TEST_SIGNING_KEYS, SandboxProcess
+from conftest import SandboxProcess
 from embedded_ui.engine.retention import purge
 from embedded_ui.settings import Settings
 from embedded_ui.store import AuditEntry, Execution, WorkflowError, utcnow
@@ -60,19 +60,10 @@ workflows:
 
 
 @pytest.fixture
-def settings(database_url: str, sandbox_process: SandboxProcess) -> Settings:
-    return Settings.from_env(
-        {
-            "EMBEDDED_UI_SANDBOX_PUBLIC_URL": sandbox_process.url,
-            "EMBEDDED_UI_DATABASE_URL": database_url,
-            "EMBEDDED_UI_SIGNING_KEYS": TEST_SIGNING_KEYS,
-            "EMBEDDED_UI_PUBLIC_URL": PUBLIC_URL,
-            "EMBEDDED_UI_RATE_LIMIT_PER_MINUTE": "100000",
-            "EMBEDDED_UI_LOG_LEVEL": "WARNING",
-            "EMBEDDED_UI_OUTBOUND_ALLOW": "127.0.0.0/8",
-            "EMBEDDED_UI_RETRY_SCHEDULE": "0.2,0.2,0.2",
-        }
-    )
+def settings(settings: Settings) -> Settings:
+    """The suite's settings, with loopback receivers allowed (the outbound guard refuses them
+    otherwise) and the engine's limits this module exercises."""
+    return replace(settings, outbound_allow=("127.0.0.0/8",), retry_schedule=(0.2, 0.2, 0.2))
 
 
 @dataclass

@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import PUBLIC_URL, TEST_SIGNING_KEYS, SandboxProcess
+from conftest import PUBLIC_URL, SandboxProcess
 from embedded_ui.settings import Settings
 from receiver import Receiver
 
@@ -24,19 +24,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fulfillmently"
 
 
 @pytest.fixture
-def settings(database_url: str, sandbox_process: SandboxProcess) -> Settings:
-    return Settings.from_env(
-        {
-            "EMBEDDED_UI_SANDBOX_PUBLIC_URL": sandbox_process.url,
-            "EMBEDDED_UI_DATABASE_URL": database_url,
-            "EMBEDDED_UI_SIGNING_KEYS": TEST_SIGNING_KEYS,
-            "EMBEDDED_UI_PUBLIC_URL": PUBLIC_URL,
-            "EMBEDDED_UI_RATE_LIMIT_PER_MINUTE": "100000",
-            "EMBEDDED_UI_LOG_LEVEL": "WARNING",
-            "EMBEDDED_UI_OUTBOUND_ALLOW": "127.0.0.0/8",
-            "EMBEDDED_UI_MAX_REQUEST_BYTES": "65536",
-        }
-    )
+def settings(settings: Settings) -> Settings:
+    """The suite's settings, with loopback receivers allowed (the outbound guard refuses them
+    otherwise) and the engine's limits this module exercises."""
+    return replace(settings, outbound_allow=("127.0.0.0/8",), max_request_bytes=65_536)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from embedded_ui.api.schemas import PageMeta, error_responses
 from embedded_ui.engine.triggers import Triggers
 from embedded_ui.errors import NotFound
 from embedded_ui.store import Execution, ParentWorkflow, WorkflowError, iso_ms, utcnow
+from embedded_ui.users import UserService
 
 UserFilter = Annotated[
     str | None,
@@ -90,6 +91,11 @@ async def _workflow_exists(session: AsyncSession, workflow_id: str) -> None:
         raise NotFound(f"No workflow {workflow_id!r} in this environment.")
 
 
+async def _user_id(users: UserService, user_ref: str | None) -> str | None:
+    """The id of the user named by `userId` (id or username), or None for every user."""
+    return (await users.read(user_ref)).id if user_ref else None
+
+
 class LogsController(Controller):
     path = "/workflows/{workflow_id:str}"
     tags = ["Logs"]
@@ -115,8 +121,8 @@ class LogsController(Controller):
     ) -> LogsOut:
         await _workflow_exists(db_session, workflow_id)
         conditions = [Execution.workflow_id == workflow_id]
-        if user_ref:
-            conditions.append(Execution.user_id == (await user_service.read(user_ref)).id)
+        if user_id := await _user_id(user_service, user_ref):
+            conditions.append(Execution.user_id == user_id)
         if error:
             conditions.append(Execution.status == "failed")
         total = await db_session.scalar(select(func.count(Execution.id)).where(*conditions)) or 0
@@ -165,8 +171,8 @@ class LogsController(Controller):
     ) -> ErrorsOut:
         await _workflow_exists(db_session, workflow_id)
         conditions = [WorkflowError.workflow_id == workflow_id]
-        if user_ref:
-            conditions.append(WorkflowError.user_id == (await user_service.read(user_ref)).id)
+        if user_id := await _user_id(user_service, user_ref):
+            conditions.append(WorkflowError.user_id == user_id)
         total = (
             await db_session.scalar(select(func.count(WorkflowError.id)).where(*conditions)) or 0
         )
@@ -211,7 +217,7 @@ class LogsController(Controller):
         db_session: NamedDependency[AsyncSession],
         user_ref: UserFilter = None,
     ) -> RunOut:
-        user_id = (await user_service.read(user_ref)).id if user_ref else None
+        user_id = await _user_id(user_service, user_ref)
         triggers = Triggers(db_session, request.user.scope)
         answer = _answer([await triggers.rerun(workflow_id, execution_id, user_id)])
         await _commit_and_wake(request, db_session, answer["executionIds"])
@@ -236,8 +242,8 @@ class LogsController(Controller):
         since = today - timedelta(days=days - 1)
         start = datetime.combine(since, datetime.min.time(), tzinfo=UTC)
         conditions = [Execution.workflow_id == workflow_id, Execution.created_at >= start]
-        if user_ref:
-            conditions.append(Execution.user_id == (await user_service.read(user_ref)).id)
+        if user_id := await _user_id(user_service, user_ref):
+            conditions.append(Execution.user_id == user_id)
         rows = await db_session.execute(
             select(Execution.created_at, Execution.status).where(*conditions)
         )
