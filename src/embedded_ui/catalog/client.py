@@ -39,7 +39,7 @@ class AppResponse:
     body: Any
 
 
-def _dig(value: Any, path: str) -> Any:
+def dig(value: Any, path: str) -> Any:
     for part in [p for p in path.split(".") if p]:
         if isinstance(value, Mapping):
             value = value.get(part)
@@ -116,7 +116,7 @@ async def call_app(
         parsed = None
     if 200 <= response.status_code < 300:
         return AppResponse(response.status_code, parsed)
-    message = _dig(parsed, request.error_message_path) if request.error_message_path else None
+    message = dig(parsed, request.error_message_path) if request.error_message_path else None
     reason = str(message) if isinstance(message, str | int) and str(message) else None
     summary = reason or f"HTTP {response.status_code}"
     raise AppCallFailed(
@@ -140,12 +140,12 @@ async def load_options(
 ) -> list[dict[str, Any]]:
     """An option source's ``[{label, value}]``, read from the app with the user's credential."""
     response = await call_app(http, app, source.request, secret, service=service)
-    items = _dig(response.body, source.items_path) if source.items_path else response.body
+    items = dig(response.body, source.items_path) if source.items_path else response.body
     if not isinstance(items, list):
         raise AppCallFailed(f"{app.name} answered with no list of options.")
     options = []
     for item in items[:MAX_OPTIONS]:
-        value, label = _dig(item, source.value), _dig(item, source.label)
+        value, label = dig(item, source.value), dig(item, source.label)
         if value is None:
             continue
         options.append({"label": str(label if label is not None else value), "value": value})

@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import httpx
-from jsonschema import Draft202012Validator
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from embedded_ui.catalog import App
@@ -29,6 +27,7 @@ from embedded_ui.engine.destinations import (
 )
 from embedded_ui.engine.endpoints import Endpoints
 from embedded_ui.engine.mapping import MappingError, render
+from embedded_ui.engine.triggers import validator_for
 from embedded_ui.errors import InvalidRequest, NotFound
 from embedded_ui.oauth.refresh import CredentialBroken, ProviderUnavailable, fresh_secret
 from embedded_ui.settings import Settings
@@ -166,11 +165,6 @@ async def stream_data(
     )
 
 
-@lru_cache(maxsize=512)
-def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json))
-
-
 async def app_action(
     block: Mapping[str, Any], context: Mapping[str, Any], job: Job, tools: Tools
 ) -> Any:
@@ -180,7 +174,7 @@ async def app_action(
         raise BlockFailed(f"The app {job.app!r} has no action {block['action']!r}.")
     inputs = render(dict(block.get("inputs", {})), context)
     problems = sorted(
-        _validator(json.dumps(action.input_schema, sort_keys=True)).iter_errors(inputs),
+        validator_for(action.input_schema).iter_errors(inputs),
         key=lambda e: list(e.path),
     )
     if problems:

@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from embedded_ui.catalog import App, Trigger
-from embedded_ui.catalog.client import AppCallFailed, _dig, call_app
+from embedded_ui.catalog.client import AppCallFailed, call_app, dig
 from embedded_ui.credentials.vault import Vault
 from embedded_ui.errors import Unprocessable
 from embedded_ui.oauth.refresh import fresh_secret
@@ -150,10 +150,10 @@ class WebhookRegistrar:
                     f"Could not subscribe to {app.name} webhooks: {exc.reason}"
                 ) from None
             registrations.append(
-                {"id": str(_dig(response.body, app.webhooks.id_path)), "event": event}
+                {"id": str(dig(response.body, app.webhooks.id_path)), "event": event}
             )
             if app.webhooks.secret_path:
-                value = _dig(response.body, app.webhooks.secret_path)
+                value = dig(response.body, app.webhooks.secret_path)
                 if isinstance(value, str) and value:
                     signing.append(value)
         installation.webhook_registrations = registrations

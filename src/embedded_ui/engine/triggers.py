@@ -69,9 +69,14 @@ def _validator(schema_json: str) -> Draft202012Validator:
     return Draft202012Validator(json.loads(schema_json))
 
 
+def validator_for(schema: Mapping[str, Any]) -> Draft202012Validator:
+    """A JSON Schema validator, built once per distinct schema (events' and actions' inputs)."""
+    return _validator(json.dumps(schema, sort_keys=True))
+
+
 def check_event_data(event: str, schema: Mapping[str, Any], data: Any) -> None:
     """422 naming the first field of ``data`` that does not match the event's schema."""
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = validator_for(schema)
     problems = sorted(validator.iter_errors(data), key=lambda e: (list(e.path), e.message))
     if problems:
         named = [(_where(e), e.message) for e in problems[:20]]
