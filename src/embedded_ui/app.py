@@ -16,6 +16,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 from litestar.types import (
+    HTTPScope,
     LifeSpanReceive,
     LifeSpanScope,
     LifeSpanSend,
@@ -29,6 +30,7 @@ from swagger_ui_bundle import swagger_ui_path
 from embedded_ui import __version__
 from embedded_ui.api import alias_api_version, api_router, app_icon, health, jwks
 from embedded_ui.api.deps import service_values
+from embedded_ui.api.hot import HotPath
 from embedded_ui.api.webhooks import user_webhook, workflow_webhook
 from embedded_ui.catalog import load_catalog
 from embedded_ui.cors import handle_cors
@@ -53,6 +55,8 @@ from embedded_ui.workspaces.embedding import OriginPolicies
 class EmbeddedUI(Litestar):
     """The service: a Litestar app that also answers every dated API prefix Alloy used."""
 
+    hot_path: HotPath | None = None
+
     async def __call__(
         self,
         scope: Scope | LifeSpanScope,
@@ -62,6 +66,10 @@ class EmbeddedUI(Litestar):
         if scope["type"] == ScopeType.HTTP:
             http_scope = cast("Scope", scope)
             alias_api_version(http_scope)
+            if self.hot_path is not None and await self.hot_path(
+                cast("HTTPScope", scope), cast("Send", send)
+            ):
+                return
             await handle_cors(
                 http_scope,
                 cast("Receive", receive),
@@ -113,7 +121,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await limiter.close()
             await engine.dispose()
 
-    return EmbeddedUI(
+    add_security_headers = security_headers(hsts=settings.public_url.startswith("https://"))
+    tokens = UserTokens(settings.signing_keys, settings.public_url, settings.user_token_ttl)
+    app = EmbeddedUI(
         route_handlers=[
             api_router(),
             modal_api_router(PageController),
@@ -143,9 +153,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "settings": settings,
                 "engine": engine,
                 "db_config": db_config,
-                "tokens": UserTokens(
-                    settings.signing_keys, settings.public_url, settings.user_token_ttl
-                ),
+                "tokens": tokens,
                 "limiter": limiter,
                 "http": http,
                 "apps": apps,
@@ -157,11 +165,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             }
         ),
         exception_handlers=exception_handlers,
-        before_send=[security_headers(hsts=settings.public_url.startswith("https://"))],
+        before_send=[add_security_headers],
         request_max_body_size=settings.max_request_bytes,
         openapi_config=_openapi_config(),
         debug=False,
     )
+    if settings.hot_path and inline is not None:
+        app.hot_path = HotPath(inline, tokens, limiter, add_security_headers)
+    return app
 
 
 # Litestar's default favicon comes from a CDN; the reference must work offline and under CSP.

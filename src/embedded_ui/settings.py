@@ -88,6 +88,10 @@ class Settings:
     """Requests per minute allowed per API key; 0 turns the limit off."""
     max_request_bytes: int = 1_048_576
     """Largest request body accepted; larger bodies get 413."""
+    hot_path: bool = True
+    """Answer the busiest API requests (a user, a user token) before Litestar's routing and
+    dependency injection, on SQLite's inline reader (api/hot.py). Off: every request takes the
+    ordinary path. No effect on PostgreSQL."""
     sandbox_url: str = "http://127.0.0.1:8001"
     """Where the local sandbox app answers (`{sandbox_url}` in the catalog). The same variable
     as the sandbox's own, `EMBEDDED_UI_SANDBOX_PUBLIC_URL`, so one setting serves both."""
@@ -154,6 +158,7 @@ class Settings:
             user_token_ttl=env.integer("USER_TOKEN_TTL", 3600, 60, MAX_USER_TOKEN_TTL),
             rate_limit_per_minute=env.integer("RATE_LIMIT_PER_MINUTE", 600, 0, 1_000_000),
             max_request_bytes=env.integer("MAX_REQUEST_BYTES", 1_048_576, 1024, 100 * 1_048_576),
+            hot_path=env.boolean("HOT_PATH", True),
             sandbox_url=env.url("SANDBOX_PUBLIC_URL", "http://127.0.0.1:8001"),
             workers=env.integer("WORKERS", 1, 1, 64),
             inprocess_worker=env.boolean("INPROCESS_WORKER", redis_url is None),

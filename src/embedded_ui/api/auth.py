@@ -25,6 +25,10 @@ from embedded_ui.workspaces import authenticate_key
 
 AuthMode = Literal["api_key", "user", "api_key_or_user"]
 USER_TOKEN_HEADER = "x-alloy-user-token"  # noqa: S105 (a header name)
+RATE_COUNTED = "embedded_ui.rate_counted"
+"""Scope key set by the hot path (api/hot.py) when it counted this request against the API
+key's limit before falling through: its value is that count's answer (``Retry-After`` seconds
+or ``None``), so the request is counted once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,10 @@ async def _authenticate(
     if mode == "user":
         raise Unauthorized(f"Missing user token: send the `{USER_TOKEN_HEADER}` header.")
     environment, key_hash = api_keys.parse(api_keys.bearer_credential(authorization))
-    await _count(limiter, f"key:{key_hash[:32]}")
+    if RATE_COUNTED in request.scope:
+        _refuse_if_limited(request.scope[RATE_COUNTED])  # type: ignore[literal-required]
+    else:
+        await _count(limiter, f"key:{key_hash[:32]}")
     principal = await authenticate_key(session, environment, key_hash, state.inline_reader)
     return Principal(scope=principal.scope, actor=f"api_key:{principal.key_id}")
 
@@ -83,7 +90,10 @@ def _looks_like_jwt(authorization: str | None) -> bool:
 
 
 async def _count(limiter: RateLimiter, identifier: str) -> None:
-    retry_after = await limiter.hit(identifier)
+    _refuse_if_limited(await limiter.hit(identifier))
+
+
+def _refuse_if_limited(retry_after: float | None) -> None:
     if retry_after is not None:
         raise RateLimited(
             f"Too many requests for this credential; retry in {int(retry_after)} seconds.",

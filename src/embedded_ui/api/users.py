@@ -28,8 +28,9 @@ from embedded_ui.api.schemas import (
     error_responses,
 )
 from embedded_ui.errors import EmbeddedUIError, InvalidRequest
+from embedded_ui.security import UserTokens
 from embedded_ui.store import iso_ms
-from embedded_ui.users import MAX_BATCH, NewUser
+from embedded_ui.users import MAX_BATCH, NewUser, UserRecord
 
 log = structlog.get_logger(__name__)
 UserRef = Annotated[str, Parameter(description="The user's id, or its username.")]
@@ -152,8 +153,11 @@ class UsersController(Controller):
 async def issue_token(
     user_id: str, user_service: Users, state: State, principal: Principal
 ) -> TokenOut:
-    user = await user_service.read(user_id)
-    token, expires_at = state.tokens.issue(
+    return mint_token(state.tokens, principal, await user_service.read(user_id))
+
+
+def mint_token(tokens: UserTokens, principal: Principal, user: UserRecord) -> TokenOut:
+    token, expires_at = tokens.issue(
         user_id=user.id,
         workspace_id=principal.scope.workspace_id,
         environment=principal.scope.environment,

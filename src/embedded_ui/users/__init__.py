@@ -9,6 +9,15 @@ from embedded_ui.users.service import (
     UserRecord,
     UserService,
     clean_text,
+    read_inline,
 )
 
-__all__ = ["MAX_BATCH", "BatchResult", "NewUser", "UserRecord", "UserService", "clean_text"]
+__all__ = [
+    "MAX_BATCH",
+    "BatchResult",
+    "NewUser",
+    "UserRecord",
+    "UserService",
+    "clean_text",
+    "read_inline",
+]

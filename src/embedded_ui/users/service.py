@@ -239,5 +239,23 @@ class UserService:
         return bool(await self._rows(_USER_EXISTS, self._params(user_id)))
 
 
+def read_inline(reader: InlineReader, scope: Scope, reference: str) -> UserRecord | None:
+    """``UserService.read`` for the hot path (api/hot.py), by the same statements: ``None``
+    when there is no such user or SQLite could not answer at once, so that the ordinary path
+    decides and explains."""
+    params = {
+        "workspace_id": scope.workspace_id,
+        "environment": scope.environment,
+        "reference": reference,
+    }
+    rows = reader.rows(_USER_BY_ID, params)
+    if rows == []:  # not an id: perhaps a username (None means "could not tell")
+        rows = reader.rows(_USER_BY_USERNAME, params)
+    if not rows:
+        return None
+    user_id, username, full_name, created_at = rows[0]
+    return UserRecord(user_id, username, full_name, created_at)
+
+
 def _duplicate(username: str) -> Conflict:
     return Conflict(f"A user with username {username!r} already exists.", field="username")

@@ -8,6 +8,14 @@ from embedded_ui.workspaces.service import (
     WorkspaceService,
     authenticate_key,
     describe_key,
+    known_key,
 )
 
-__all__ = ["ApiKeyPrincipal", "IssuedKey", "WorkspaceService", "authenticate_key", "describe_key"]
+__all__ = [
+    "ApiKeyPrincipal",
+    "IssuedKey",
+    "WorkspaceService",
+    "authenticate_key",
+    "describe_key",
+    "known_key",
+]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, event, select
 from sqlalchemy.exc import IntegrityError
@@ -189,15 +191,37 @@ async def authenticate_key(
         # every request in flight looks its key up at once, and through the engine they
         # queued on its small pool and aiosqlite's thread.
         rows = await read_rows(session, reader, _KEY_BY_HASH, {"key_hash": key_hash})
-        if not rows:
-            raise Unauthorized("The API key is not recognised.")
-        key_id, workspace_id, key_environment, revoked_at = rows[0]
-        if revoked_at is not None:
-            raise Unauthorized("The API key has been revoked.")
-        principal = ApiKeyPrincipal(scope=Scope(workspace_id, key_environment), key_id=key_id)
-        KEY_CACHE.put(key_hash, principal)
+        principal = _remember(key_hash, rows)
     if principal.scope.environment != environment:  # only if the table was edited by hand
         raise Unauthorized("The API key does not belong to this environment.")
+    return principal
+
+
+def known_key(environment: str, key_hash: str, reader: InlineReader) -> ApiKeyPrincipal | None:
+    """``authenticate_key`` for the hot path (api/hot.py): the principal of a valid key from
+    the cache or one inline read, or ``None`` when the key is not valid or SQLite could not
+    answer at once, so that the ordinary path decides and explains."""
+    principal = KEY_CACHE.get(key_hash)
+    if principal is None:
+        rows = reader.rows(_KEY_BY_HASH, {"key_hash": key_hash})
+        if rows is None:
+            return None
+        try:
+            principal = _remember(key_hash, rows)
+        except Unauthorized:
+            return None
+    return principal if principal.scope.environment == environment else None
+
+
+def _remember(key_hash: str, rows: Sequence[Any]) -> ApiKeyPrincipal:
+    """The principal of a key looked up by hash, cached when valid."""
+    if not rows:
+        raise Unauthorized("The API key is not recognised.")
+    key_id, workspace_id, key_environment, revoked_at = rows[0]
+    if revoked_at is not None:
+        raise Unauthorized("The API key has been revoked.")
+    principal = ApiKeyPrincipal(scope=Scope(workspace_id, key_environment), key_id=key_id)
+    KEY_CACHE.put(key_hash, principal)
     return principal
 
 

@@ -1,0 +1,231 @@
+"""The hot path (api/hot.py) answers exactly as Litestar would, or leaves the request alone.
+
+Each request is sent twice over the same database: to an instance with the hot path on and to
+one with it off. Status, headers and body must be the same (a user token's random and
+time-bound parts aside), and a spy records which requests the hot path answered itself, so
+the comparison cannot pass by the hot path never running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import jwt
+import pytest
+from httpx import Response
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from litestar.types import HTTPScope, Send
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from conftest import PUBLIC_URL, MakeTenant, Tenant
+from embedded_ui.app import EmbeddedUI, create_app
+from embedded_ui.settings import Settings
+from embedded_ui.store import create_engine
+from embedded_ui.workspaces import WorkspaceService
+from embedded_ui.workspaces.service import KEY_CACHE
+
+USERS = "/2024-03/users"
+
+
+@dataclass
+class Spy:
+    """Wraps an app's hot path and records, per path, whether it answered."""
+
+    answered: list[tuple[str, bool]] = field(default_factory=list)
+
+    def install(self, app: EmbeddedUI) -> None:
+        hot = app.hot_path
+        assert hot is not None, "the hot path is on for SQLite files by default"
+
+        async def spy(scope: HTTPScope, send: Send) -> bool:
+            answered = await hot(scope, send)
+            self.answered.append((scope["path"], answered))
+            return answered
+
+        app.hot_path = spy  # type: ignore[assignment]
+
+
+@asynccontextmanager
+async def instance(settings: Settings) -> AsyncIterator[tuple[AsyncTestClient[Litestar], Spy]]:
+    app = create_app(settings)
+    assert isinstance(app, EmbeddedUI)
+    spy = Spy()
+    if app.hot_path is not None:
+        spy.install(app)
+    async with AsyncTestClient(app, base_url=PUBLIC_URL) as client:
+        yield client, spy
+
+
+@pytest.fixture
+async def pair(
+    settings: Settings, database_url: str
+) -> AsyncIterator[tuple[AsyncTestClient[Litestar], AsyncTestClient[Litestar], Spy]]:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the hot path runs on SQLite files only (covered by test_off_on_postgres)")
+    async with (
+        instance(settings) as (hot, spy),
+        instance(replace(settings, hot_path=False)) as (ordinary, _),
+    ):
+        yield hot, ordinary, spy
+
+
+def _comparable_headers(response: Response) -> dict[str, str]:
+    headers = {name: value for name, value in response.headers.items() if name != "date"}
+    if "allow" in headers:  # Litestar lists a 405's methods from a set, in no fixed order
+        headers["allow"] = ", ".join(sorted(headers["allow"].split(", ")))
+    return headers
+
+
+def _token_claims(response: Response) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(
+        response.json()["token"], options={"verify_signature": False}
+    )
+    for varying in ("iat", "nbf", "exp", "jti"):
+        assert varying in claims
+        claims.pop(varying)
+    return claims
+
+
+async def _both(
+    hot: AsyncTestClient[Litestar],
+    ordinary: AsyncTestClient[Litestar],
+    path: str,
+    headers: dict[str, str],
+) -> tuple[Response, Response]:
+    return await hot.get(path, headers=headers), await ordinary.get(path, headers=headers)
+
+
+def _assert_same(hot: Response, ordinary: Response, token: bool = False) -> None:
+    assert hot.status_code == ordinary.status_code, (hot.text, ordinary.text)
+    if token and hot.status_code == 200:
+        assert _token_claims(hot) == _token_claims(ordinary)
+        assert hot.json().keys() == ordinary.json().keys() == {"token", "expiresAt"}
+        assert _comparable_headers(hot).keys() - {"content-length"} == _comparable_headers(
+            ordinary
+        ).keys() - {"content-length"}
+        return
+    assert hot.content == ordinary.content
+    assert _comparable_headers(hot) == _comparable_headers(ordinary)
+
+
+async def _user(client: AsyncTestClient[Litestar], tenant: Tenant, name: str) -> dict[str, Any]:
+    response = await client.post(
+        USERS, json={"username": name, "fullName": "Zoë Ünicode"}, headers=tenant.headers
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_successes_are_answered_by_the_hot_path_with_litestars_bytes(
+    pair: tuple[AsyncTestClient[Litestar], AsyncTestClient[Litestar], Spy], tenant: Tenant
+) -> None:
+    hot, ordinary, spy = pair
+    user = await _user(hot, tenant, "hot-path-user")
+    lowercase_scheme = {"Authorization": f"bearer {tenant.key}"}
+    cases = [
+        (f"{USERS}/{user['userId']}", tenant.headers, False),
+        (f"{USERS}/hot-path-user", tenant.headers, False),
+        (f"{USERS}/{user['userId']}", lowercase_scheme, False),
+        (f"/2022-09/users/{user['userId']}", tenant.headers, False),
+        (f"{USERS}/{user['userId']}/token", tenant.headers, True),
+        (f"/2024-03/user/{user['userId']}/token", tenant.headers, True),
+        ("/2023-06/users/hot-path-user/token", tenant.headers, True),
+    ]
+    for path, headers, token in cases:
+        spy.answered.clear()
+        fast, slow = await _both(hot, ordinary, path, headers)
+        assert fast.status_code == 200, fast.text
+        _assert_same(fast, slow, token)
+        assert spy.answered == [("/2024-03/" + path.split("/", 2)[2], True)]
+    body = (await hot.get(f"{USERS}/{user['userId']}", headers=tenant.headers)).json()
+    assert body == user  # what POST /users answered, read back
+
+
+async def test_everything_else_falls_through_and_gets_the_ordinary_answer(
+    pair: tuple[AsyncTestClient[Litestar], AsyncTestClient[Litestar], Spy],
+    tenant: Tenant,
+    make_tenant: MakeTenant,
+) -> None:
+    hot, ordinary, spy = pair
+    user = await _user(hot, tenant, "someone")
+    other = await make_tenant("other-workspace")
+    production = await make_tenant("acme", "production")
+    user_path = f"{USERS}/{user['userId']}"
+    cases: list[tuple[str, dict[str, str]]] = [
+        (f"{USERS}/nobody", tenant.headers),  # unknown user: 404
+        (user_path, other.headers),  # another workspace's user: 404
+        (user_path, production.headers),  # the other environment's user: 404
+        (user_path, {}),  # no key: 401
+        (user_path, {"Authorization": "Bearer eui_dev_not-a-key"}),  # malformed: 401
+        (user_path, {"Authorization": tenant.key}),  # no scheme: 401
+        (user_path, {"Authorization": f"Bearer {tenant.key[:-1]}x"}),  # checksum: 401
+        (user_path, {**tenant.headers, "Origin": "https://isv.example"}),  # CORS stays put
+        (f"{user_path}/", tenant.headers),  # trailing slash
+        (f"{USERS}/batch", tenant.headers),  # static sibling: 405
+        (f"{USERS}/nobody/token", tenant.headers),  # token for nobody: 404
+        (f"/2024-03/user/{user['userId']}", tenant.headers),  # not a route
+    ]
+    for path, headers in cases:
+        spy.answered.clear()
+        fast, slow = await _both(hot, ordinary, path, headers)
+        assert fast.status_code >= 400 or "Origin" in headers or path.endswith("/"), path
+        _assert_same(fast, slow)
+        assert all(not answered for _, answered in spy.answered), path
+    head = await hot.head(user_path, headers=tenant.headers)
+    assert head.status_code == (await ordinary.head(user_path, headers=tenant.headers)).status_code
+
+
+async def test_a_revoked_key_is_refused_by_both_paths(
+    pair: tuple[AsyncTestClient[Litestar], AsyncTestClient[Litestar], Spy],
+    tenant: Tenant,
+    make_tenant: MakeTenant,
+    settings: Settings,
+) -> None:
+    hot, ordinary, spy = pair
+    user = await _user(hot, tenant, "revocation")
+    doomed = await make_tenant("acme")
+    path = f"{USERS}/{user['userId']}"
+    assert (await hot.get(path, headers=doomed.headers)).status_code == 200
+    engine = create_engine(settings)
+    async with async_sessionmaker(engine)() as session:
+        await WorkspaceService(session, actor="test").revoke_key(doomed.key_id)
+        await session.commit()
+    await engine.dispose()
+    KEY_CACHE.clear()  # what KEY_CACHE_SECONDS does for another process
+    spy.answered.clear()
+    fast, slow = await _both(hot, ordinary, path, doomed.headers)
+    assert fast.status_code == 401
+    _assert_same(fast, slow)
+    assert spy.answered == [(path, False)]
+
+
+async def test_a_request_is_counted_once_against_the_rate_limit(
+    with_settings: Callable[..., Settings], tenant: Tenant, database_url: str
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the hot path runs on SQLite files only")
+    async with instance(with_settings(rate_limit_per_minute=4)) as (client, spy):
+        user = await _user(client, tenant, "counted")  # 1
+        assert (await client.get(f"{USERS}/nobody", headers=tenant.headers)).status_code == 404  # 2
+        path = f"{USERS}/{user['userId']}"
+        assert (await client.get(path, headers=tenant.headers)).status_code == 200  # 3
+        assert (await client.get(f"{path}/token", headers=tenant.headers)).status_code == 200  # 4
+        refused = await client.get(path, headers=tenant.headers)  # 5: over the limit
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["retry-after"]) > 0
+        assert refused.json()["code"] == "rate_limited"
+        assert [answered for _, answered in spy.answered] == [False, False, True, True, False]
+
+
+async def test_off_on_postgres_and_when_switched_off(settings: Settings, database_url: str) -> None:
+    app = create_app(settings)
+    assert isinstance(app, EmbeddedUI)
+    assert (app.hot_path is not None) == database_url.startswith("sqlite")
+    switched_off = create_app(replace(settings, hot_path=False))
+    assert isinstance(switched_off, EmbeddedUI)
+    assert switched_off.hot_path is None
