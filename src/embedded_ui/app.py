@@ -49,6 +49,7 @@ from embedded_ui.security import UserTokens, create_rate_limiter
 from embedded_ui.settings import Settings
 from embedded_ui.store import create_db_config, create_engine, migrate
 from embedded_ui.store.inline import inline_reader
+from embedded_ui.store.writer import inline_writer
 from embedded_ui.workspaces.embedding import OriginPolicies
 
 
@@ -64,21 +65,19 @@ class EmbeddedUI(Litestar):
         send: Send | LifeSpanSend,
     ) -> None:
         if scope["type"] == ScopeType.HTTP:
-            http_scope = cast("Scope", scope)
+            http_scope = cast("HTTPScope", scope)
             alias_api_version(http_scope)
-            if self.hot_path is not None and await self.hot_path(
-                cast("HTTPScope", scope), cast("Send", send)
-            ):
-                return
-            await handle_cors(
-                http_scope,
-                cast("Receive", receive),
-                cast("Send", send),
-                self.state.origin_policies,
-                super().__call__,
-            )
+            if self.hot_path is not None:
+                await self.hot_path(
+                    http_scope, cast("Receive", receive), cast("Send", send), self._ordinary
+                )
+            else:
+                await self._ordinary(http_scope, cast("Receive", receive), cast("Send", send))
             return
         await super().__call__(scope, receive, send)
+
+    async def _ordinary(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+        await handle_cors(scope, receive, send, self.state.origin_policies, super().__call__)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -103,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # The hottest reads (users, the listing's installations) skip the async engine on SQLite.
     inline = inline_reader(engine)
+    writer = inline_writer(engine) if settings.hot_path else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -115,6 +115,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await runtime.stop()
             if inline is not None:
                 inline.close()
+            if writer is not None:
+                writer.close()
             await http.aclose()
             if app.state.http is not http:  # a test may swap in its own client
                 await app.state.http.aclose()
@@ -170,8 +172,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=_openapi_config(),
         debug=False,
     )
-    if settings.hot_path and inline is not None:
-        app.hot_path = HotPath(inline, tokens, limiter, add_security_headers)
+    if settings.hot_path and inline is not None and writer is not None:
+        app.hot_path = HotPath(inline, writer, tokens, limiter, add_security_headers)
     return app
 
 

@@ -40,13 +40,14 @@ class Spy:
     def install(self, app: EmbeddedUI) -> None:
         hot = app.hot_path
         assert hot is not None, "the hot path is on for SQLite files by default"
+        answer = hot.answer
 
-        async def spy(scope: HTTPScope, send: Send) -> bool:
-            answered = await hot(scope, send)
+        async def spy(scope: HTTPScope, send: Send, *args: Any) -> bool:
+            answered = await answer(scope, send, *args)
             self.answered.append((scope["path"], answered))
             return answered
 
-        app.hot_path = spy  # type: ignore[assignment]
+        hot.answer = spy  # type: ignore[method-assign]
 
 
 @asynccontextmanager
@@ -219,7 +220,7 @@ async def test_a_request_is_counted_once_against_the_rate_limit(
         assert refused.status_code == 429, refused.text
         assert int(refused.headers["retry-after"]) > 0
         assert refused.json()["code"] == "rate_limited"
-        assert [answered for _, answered in spy.answered] == [False, False, True, True, False]
+        assert [answered for _, answered in spy.answered] == [True, False, True, True, False]
 
 
 async def test_off_on_postgres_and_when_switched_off(settings: Settings, database_url: str) -> None:
@@ -229,3 +230,65 @@ async def test_off_on_postgres_and_when_switched_off(settings: Settings, databas
     switched_off = create_app(replace(settings, hot_path=False))
     assert isinstance(switched_off, EmbeddedUI)
     assert switched_off.hot_path is None
+
+
+async def test_post_users_is_answered_by_the_hot_path_and_reads_back(
+    pair: tuple[AsyncTestClient[Litestar], AsyncTestClient[Litestar], Spy], tenant: Tenant
+) -> None:
+    hot, ordinary, spy = pair
+    created = await hot.post(
+        USERS, json={"username": "ünïcødé 名前", "fullName": "Zoë"}, headers=tenant.headers
+    )
+    by_ordinary = await ordinary.post(
+        USERS, json={"username": "other", "fullName": "Zoë"}, headers=tenant.headers
+    )
+    assert created.status_code == by_ordinary.status_code == 201, created.text
+    assert spy.answered == [(USERS, True)]
+    assert created.json().keys() == by_ordinary.json().keys()
+    assert _comparable_headers(created).keys() == _comparable_headers(by_ordinary).keys()
+    body = created.json()
+    assert body["username"] == "ünïcødé 名前" and body["fullName"] == "Zoë"
+    # Committed before the answer, and read back the same through both paths.
+    for client in (ordinary, hot):
+        read = await client.get(f"{USERS}/{body['userId']}", headers=tenant.headers)
+        assert read.json() == body
+    listed = await ordinary.get(USERS, headers=tenant.headers)
+    assert {user["username"] for user in listed.json()["data"]} == {"ünïcødé 名前", "other"}
+
+
+async def test_post_users_refusals_fall_through_and_write_nothing(
+    pair: tuple[AsyncTestClient[Litestar], AsyncTestClient[Litestar], Spy], tenant: Tenant
+) -> None:
+    hot, ordinary, spy = pair
+    await _user(ordinary, tenant, "taken")
+    json_type = {**tenant.headers, "Content-Type": "application/json"}
+    cases: list[tuple[bytes, dict[str, str]]] = [
+        (b'{"username": "taken"}', json_type),  # duplicate: 409
+        (b'{"username": ', json_type),  # invalid JSON
+        (b'{"username": 7}', json_type),  # wrong type
+        (b"{}", json_type),  # missing field
+        (b'{"username": "x", "admin": true}', json_type),  # unknown field
+        (b'{"username": "   "}', json_type),  # blank
+        (b'{"username": "a\\u200bb"}', json_type),  # invisible character
+        (b'{"username": "' + b"n" * 300 + b'"}', json_type),  # too long
+        (b'{"username": "' + b"n" * 20_000 + b'"}', json_type),  # beyond the hot path's size
+        (b'{"username": "plain"}', {**tenant.headers, "Content-Type": "text/plain"}),
+        (b'{"username": "nokey"}', {"Content-Type": "application/json"}),
+    ]
+    for body, headers in cases:
+        spy.answered.clear()
+        fast = await hot.post(USERS, content=body, headers=headers)
+        slow = await ordinary.post(USERS, content=body, headers=headers)
+        assert all(not answered for _, answered in spy.answered), body[:40]
+        if fast.status_code == 201:  # accepted by the ordinary path after falling through
+            assert slow.status_code == 409, (body[:40], slow.text)
+            continue
+        assert fast.status_code == slow.status_code, (body[:40], fast.text, slow.text)
+        if fast.status_code >= 400:
+            assert fast.content == slow.content, body[:40]
+            assert _comparable_headers(fast) == _comparable_headers(slow)
+    listed = await ordinary.get(USERS, headers=tenant.headers)
+    names = sorted(user["username"] for user in listed.json()["data"])
+    # Only what the ordinary path accepts was created, once by each path at most.
+    assert names.count("taken") == 1
+    assert not any(name.strip() == "" or "\u200b" in name for name in names)

@@ -2,84 +2,136 @@
 
 Litestar spends ~0.2 ms of CPU on each request before and after our handler (routing,
 middleware, dependency injection, a session per request, response building; measured with
-``bench/profile_routes.py``), more than the handler itself. For the few routes an ISV calls on
-every page view, the service answers here instead, on SQLite's inline reader
-(store/inline.py), with the same services' statements and the same response types:
+``bench/profile_routes.py``), more than the handler itself. For the few routes an ISV calls
+all the time, the service answers here instead, on SQLite's inline reader and group-commit
+writer (store/inline.py, store/writer.py), with the same services' statements, row builders
+and response types:
 
 - only a request that succeeds is answered here: anything else — a missing, malformed,
-  unknown or revoked key, an unknown user, an ``Origin`` header (CORS), a body, a reader that
-  could not answer at once — falls through to Litestar *unchanged*, which then decides and
-  explains with the one error tree (errors.py);
-- the rate limit is counted here once; a request that falls through carries that count in its
+  unknown or revoked key, an unknown user, an invalid body, a duplicate username, an
+  ``Origin`` header (CORS), a database that could not answer at once — goes on to Litestar
+  *unchanged* (a body read here is handed on as it came), which decides and explains it with
+  the one error tree (errors.py);
+- the rate limit is counted here once; a request that goes on carries that count in its
   scope, so Litestar's auth neither counts it again nor forgets a refusal;
 - responses carry the same headers (the same ``security_headers`` hook) and the same bytes as
   Litestar's, which ``tests/integration/test_hot_path.py`` checks route by route with the hot
   path on and off.
 
-Only with a SQLite file database (where the inline reader exists) and ``EMBEDDED_UI_HOT_PATH``
-on (the default).
+Only with a SQLite file database and ``EMBEDDED_UI_HOT_PATH`` on (the default).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
-from litestar.types import HTTPScope, Message, Scope, Send
+from litestar.types import HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
+from sqlalchemy import Table
 
 from embedded_ui.api.auth import RATE_COUNTED, Principal
-from embedded_ui.api.schemas import UserOut
+from embedded_ui.api.schemas import CreateUserIn, UserOut
 from embedded_ui.api.users import mint_token
-from embedded_ui.errors import Unauthorized
+from embedded_ui.errors import EmbeddedUIError, Unauthorized
 from embedded_ui.security import RateLimiter, UserTokens, api_keys
+from embedded_ui.store import User, iso_ms
 from embedded_ui.store.inline import InlineReader
-from embedded_ui.users import read_inline
+from embedded_ui.store.writer import InlineWriter
+from embedded_ui.users import NewUser, new_user_row, read_inline
 from embedded_ui.workspaces import known_key
+
+Ordinary = Callable[[HTTPScope, Receive, Send], Awaitable[None]]
+Answer = tuple[int, bytes]
+Handler = Callable[[Principal, str, bytes], Awaitable[Answer | None]]
 
 # The routes answered here, on the current prefix (older ones are aliased before this runs).
 # "batch" is a static sibling of ``/users/{userId}`` (POST only): Litestar answers GET on it
 # with 405, so it is never taken for a user reference here.
 _USER = re.compile(r"/2024-03/users/(?!batch$)([^/]+)")
 _TOKEN = re.compile(r"/2024-03/users?/([^/]+)/token")
-_JSON_HEADERS = ((b"content-type", b"application/json"),)
+_USERS = "/2024-03/users"
+_USER_TABLE = cast("Table", User.__table__)
+MAX_HOT_BODY = 16_384
+"""Larger bodies (or ones of unknown length) go to Litestar without being read here."""
+_JSON = b"application/json"
 
-Handler = Callable[[Principal, str], Awaitable[bytes | None]]
 
-
-@dataclass(frozen=True, slots=True)
 class HotPath:
-    reader: InlineReader
-    tokens: UserTokens
-    limiter: RateLimiter
-    add_headers: Callable[[Message, Scope], Awaitable[None]]
+    def __init__(
+        self,
+        reader: InlineReader,
+        writer: InlineWriter,
+        tokens: UserTokens,
+        limiter: RateLimiter,
+        add_headers: Callable[[Message, Scope], Awaitable[None]],
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.tokens = tokens
+        self.limiter = limiter
+        self.add_headers = add_headers
 
-    async def __call__(self, scope: HTTPScope, send: Send) -> bool:
-        """Answer ``scope`` and return ``True``, or return ``False`` having sent nothing."""
-        if scope["method"] != "GET":
-            return False
-        path: str = scope["path"]
-        handler: Handler
-        match = _USER.fullmatch(path)
-        if match is not None:
-            handler = self._user
-        else:
+    async def __call__(
+        self, scope: HTTPScope, receive: Receive, send: Send, ordinary: Ordinary
+    ) -> None:
+        """Answer ``scope`` here, or hand it to ``ordinary`` as if this had not run."""
+        route = self._route(scope)
+        if route is None:
+            await ordinary(scope, receive, send)
+            return
+        handler, reference, takes_body = route
+        body = b""
+        if takes_body:
+            length = _small_json_body_length(scope)
+            if length is None:  # nothing read: the ordinary path reads and limits it
+                await ordinary(scope, receive, send)
+                return
+            messages = await _read(receive)
+            receive = _replay(messages, receive)
+            body = b"".join(m["body"] for m in messages if m["type"] == "http.request")
+            if messages[-1]["type"] != "http.request" or len(body) != length:
+                await ordinary(scope, receive, send)
+                return
+        if not await self.answer(scope, send, handler, reference, body):
+            await ordinary(scope, receive, send)
+
+    def _route(self, scope: HTTPScope) -> tuple[Handler, str, bool] | None:
+        method, path = scope["method"], scope["path"]
+        if method == "GET":
+            match = _USER.fullmatch(path)
+            if match is not None:
+                return self._user, match.group(1), False
             match = _TOKEN.fullmatch(path)
-            if match is None:
-                return False
-            handler = self._token
+            if match is not None:
+                return self._token, match.group(1), False
+        elif method == "POST" and path == _USERS:
+            return self._create_user, "", True
+        return None
+
+    async def answer(
+        self, scope: HTTPScope, send: Send, handler: Handler, reference: str, body: bytes
+    ) -> bool:
+        """Send the answer and return ``True``, or return ``False`` having sent nothing."""
         principal = await self._principal(scope)
         if principal is None:
             return False
-        body = await handler(principal, match.group(1))
-        if body is None:
+        answer = await handler(principal, reference, body)
+        if answer is None:
             return False
-        await self._send_json(scope, send, body)
+        status, content = answer
+        start: dict[str, Any] = {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(content))],
+        }
+        await self.add_headers(cast("Message", start), scope)
+        await send(cast("Message", start))
+        await send({"type": "http.response.body", "body": content, "more_body": False})
         return True
 
-    async def _principal(self, scope: Scope) -> Principal | None:
+    async def _principal(self, scope: HTTPScope) -> Principal | None:
         authorization = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -101,22 +153,58 @@ class HotPath:
             return None
         return Principal(scope=key.scope, actor=f"api_key:{key.key_id}")
 
-    async def _user(self, principal: Principal, reference: str) -> bytes | None:
+    async def _user(self, principal: Principal, reference: str, _: bytes) -> Answer | None:
         user = read_inline(self.reader, principal.scope, reference)
-        return None if user is None else msgspec.json.encode(UserOut.of(user))
+        return None if user is None else (200, msgspec.json.encode(UserOut.of(user)))
 
-    async def _token(self, principal: Principal, reference: str) -> bytes | None:
+    async def _token(self, principal: Principal, reference: str, _: bytes) -> Answer | None:
         user = read_inline(self.reader, principal.scope, reference)
         if user is None:
             return None
-        return msgspec.json.encode(mint_token(self.tokens, principal, user))
+        return 200, msgspec.json.encode(mint_token(self.tokens, principal, user))
 
-    async def _send_json(self, scope: Scope, send: Send, body: bytes) -> None:
-        start: dict[str, Any] = {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-        }
-        await self.add_headers(start, scope)  # type: ignore[arg-type]
-        await send(start)  # type: ignore[arg-type]
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+    async def _create_user(self, principal: Principal, _: str, body: bytes) -> Answer | None:
+        try:
+            data = msgspec.json.decode(body, type=CreateUserIn)
+            row = new_user_row(principal.scope, NewUser(data.username, data.full_name))
+        except (msgspec.MsgspecError, EmbeddedUIError):
+            return None
+        if not await self.writer.insert([(_USER_TABLE, row)]):
+            return None  # e.g. the username is taken: the ordinary path says so (409)
+        user = UserOut(row["id"], row["username"], row["full_name"], iso_ms(row["created_at"]))
+        return 201, msgspec.json.encode(user)
+
+
+def _small_json_body_length(scope: HTTPScope) -> int | None:
+    """The declared length of a JSON request's small body; ``None`` for any other request."""
+    length = content_type = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = value
+        elif name == b"content-type":
+            content_type = value
+    if content_type is None or content_type.partition(b";")[0].strip().lower() != _JSON:
+        return None
+    if length is None or not length.isdigit() or int(length) > MAX_HOT_BODY:
+        return None
+    return int(length)
+
+
+async def _read(receive: Receive) -> list[ReceiveMessage]:
+    """The request's messages up to the end of its body (or a disconnect)."""
+    messages: list[ReceiveMessage] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[ReceiveMessage], receive: Receive) -> Receive:
+    """``receive`` for the ordinary path: the messages read here again, then the rest."""
+    pending = messages[::-1]
+
+    async def replay() -> Any:
+        return pending.pop() if pending else await receive()
+
+    return replay

@@ -106,12 +106,19 @@ async def read_rows(
     return (await connection.execute(statement, params)).all()
 
 
-def inline_reader(engine: AsyncEngine) -> InlineReader | None:
-    """A reader for a SQLite file database; ``None`` for anything else (PostgreSQL, memory)."""
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The path of the engine's SQLite file database; ``None`` for anything else (PostgreSQL,
+    memory, URI databases), which inline statements leave to the engine."""
     url = engine.url
     database = url.database
     if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
     if url.query.get("mode") == "memory" or database.startswith("file:"):
-        return None  # URI databases: leave them to the engine
-    return InlineReader(database, engine.dialect)
+        return None
+    return database
+
+
+def inline_reader(engine: AsyncEngine) -> InlineReader | None:
+    """A reader for a SQLite file database; ``None`` for anything else."""
+    database = sqlite_file(engine)
+    return None if database is None else InlineReader(database, engine.dialect)

@@ -9,6 +9,7 @@ from embedded_ui.users.service import (
     UserRecord,
     UserService,
     clean_text,
+    new_user_row,
     read_inline,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "UserRecord",
     "UserService",
     "clean_text",
+    "new_user_row",
     "read_inline",
 ]

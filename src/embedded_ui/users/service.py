@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui import audit
 from embedded_ui.errors import Conflict, EmbeddedUIError, InvalidRequest, NotFound
-from embedded_ui.store import Scope, User, bind_scope
+from embedded_ui.store import Scope, User, bind_scope, new_id, utcnow
 from embedded_ui.store.inline import InlineReader, read_rows
 
 MAX_USERNAME = 255
@@ -91,14 +91,7 @@ class UserService:
         return await read_rows(self._session, self._reader, statement, params)
 
     def _new(self, item: NewUser) -> User:
-        return User(
-            workspace_id=self._scope.workspace_id,
-            environment=self._scope.environment,
-            username=clean_text("username", item.username, MAX_USERNAME),
-            full_name=None
-            if item.full_name is None
-            else clean_text("fullName", item.full_name, MAX_FULL_NAME),
-        )
+        return User(**new_user_row(self._scope, item))
 
     async def create(self, item: NewUser) -> User:
         user = self._new(item)
@@ -237,6 +230,20 @@ class UserService:
 
     async def exists(self, user_id: str) -> bool:
         return bool(await self._rows(_USER_EXISTS, self._params(user_id)))
+
+
+def new_user_row(scope: Scope, item: NewUser) -> dict[str, Any]:
+    """The column values of a new user (the hot path inserts them as they are)."""
+    return {
+        "id": new_id(),
+        "workspace_id": scope.workspace_id,
+        "environment": scope.environment,
+        "username": clean_text("username", item.username, MAX_USERNAME),
+        "full_name": None
+        if item.full_name is None
+        else clean_text("fullName", item.full_name, MAX_FULL_NAME),
+        "created_at": utcnow(),
+    }
 
 
 def read_inline(reader: InlineReader, scope: Scope, reference: str) -> UserRecord | None:

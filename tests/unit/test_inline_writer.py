@@ -1,0 +1,123 @@
+"""store/writer.py: group commit on a real SQLite file, with a real second connection holding
+the write lock where a test needs it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, create_engine
+from sqlalchemy.dialects import sqlite
+
+from embedded_ui.store import writer as writer_module
+from embedded_ui.store.writer import InlineWriter
+
+metadata = MetaData()
+parent = Table(
+    "parent",
+    metadata,
+    Column("id", String(10), primary_key=True),
+    Column("name", String(20), unique=True, nullable=False),
+    Column("created_at", DateTimeUTC(timezone=True), nullable=False),
+)
+child = Table(
+    "child",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("parent_id", String(10), ForeignKey("parent.id"), nullable=False),
+)
+NOW = datetime(2026, 12, 3, 6, 0, 0, 123000, tzinfo=UTC)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[str]:
+    path = str(tmp_path / "writer.db")
+    engine = create_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)
+    engine.dispose()
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+    yield path
+
+
+def _rows(path: str, table: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608
+
+
+def _parent(key: str, name: str) -> tuple[Table, dict[str, object]]:
+    return parent, {"id": key, "name": name, "created_at": NOW}
+
+
+async def test_units_of_one_loop_iteration_share_one_transaction(database: str) -> None:
+    writer = InlineWriter(database, sqlite.dialect())
+    statements: list[str] = []
+    writer._connection.set_trace_callback(statements.append)
+    outcomes = await asyncio.gather(
+        *(writer.insert([_parent(f"p{i}", f"name{i}")]) for i in range(50))
+    )
+    assert outcomes == [True] * 50
+    assert statements.count("COMMIT") == 1
+    rows = _rows(database, "parent")
+    assert len(rows) == 50
+    # Bind processors ran: the datetime is stored as the ORM stores it, in UTC.
+    assert rows[0][2] == "2026-12-03 06:00:00.123000"
+    writer.close()
+
+
+async def test_a_unit_that_breaks_a_constraint_is_refused_alone_and_whole(database: str) -> None:
+    writer = InlineWriter(database, sqlite.dialect())
+    await writer.insert([_parent("p1", "taken")])
+    outcomes = await asyncio.gather(
+        writer.insert([_parent("p2", "fresh")]),
+        # Two rows, the second one a duplicate name: neither may be written.
+        writer.insert([_parent("p3", "also-fresh"), _parent("p4", "taken")]),
+        writer.insert([(child, {"parent_id": "p2"})]),
+        writer.insert([(child, {"parent_id": "nobody"})]),  # foreign key
+    )
+    assert outcomes == [True, False, True, False]
+    assert [row[0] for row in _rows(database, "parent")] == ["p1", "p2"]
+    assert _rows(database, "child") == [(1, "p2")]
+    writer.close()
+
+
+async def test_a_held_write_lock_is_waited_for_without_blocking_the_loop(database: str) -> None:
+    writer = InlineWriter(database, sqlite.dialect())
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    insert = asyncio.create_task(writer.insert([_parent("p1", "waited")]))
+    ticks = 0
+    for _ in range(20):  # the loop keeps running while the writer retries
+        await asyncio.sleep(0.001)
+        ticks += 1
+    assert not insert.done() and ticks == 20
+    holder.execute("COMMIT")
+    assert await asyncio.wait_for(insert, 2) is True
+    assert [row[0] for row in _rows(database, "parent")] == ["p1"]
+    holder.close()
+    writer.close()
+
+
+async def test_a_lock_held_too_long_sends_the_units_elsewhere(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "BUSY_GIVE_UP_SECONDS", 0.05)
+    writer = InlineWriter(database, sqlite.dialect())
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(writer.insert([_parent("p1", "a")]), writer.insert([_parent("p2", "b")])),
+        2,
+    )
+    assert outcomes == [False, False]
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert _rows(database, "parent") == []
+    # The writer works again once the lock is free.
+    assert await writer.insert([_parent("p3", "c")]) is True
+    writer.close()
