@@ -41,6 +41,7 @@ from embedded_ui.store.inline import InlineReader
 from embedded_ui.store.writer import InlineWriter
 from embedded_ui.users import NewUser, new_user_row, read_inline
 from embedded_ui.workspaces import known_key
+from embedded_ui.workspaces.service import KEY_CACHE
 
 Ordinary = Callable[[HTTPScope, Receive, Send], Awaitable[None]]
 Answer = tuple[int, bytes]
@@ -141,12 +142,21 @@ class HotPath:
         if authorization is None:
             return None
         try:
-            environment, key_hash = api_keys.parse(api_keys.bearer_credential(authorization))
+            credential = api_keys.bearer_credential(authorization)
         except Unauthorized:  # the ordinary path refuses it, with the reason
             return None
-        key = known_key(environment, key_hash, self.reader)
+        # A key found valid a moment ago is known by its hash alone (the cache holds only
+        # keys that passed every check); others are checked in full.
+        key_hash = api_keys.hash_key(credential)
+        key = KEY_CACHE.get(key_hash)
         if key is None:
-            return None
+            try:
+                environment, key_hash = api_keys.parse(credential)
+            except Unauthorized:
+                return None
+            key = known_key(environment, key_hash, self.reader)
+            if key is None:
+                return None
         retry_after = await self.limiter.hit(f"key:{key_hash[:32]}")
         cast("dict[str, Any]", scope)[RATE_COUNTED] = retry_after
         if retry_after is not None:

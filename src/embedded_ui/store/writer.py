@@ -128,6 +128,13 @@ class InlineWriter:
 
     def _write_unit(self, statements: list[tuple[_Compiled, tuple[Any, ...]]]) -> bool:
         execute = self._connection.execute
+        if len(statements) == 1:  # one statement is atomic by itself: no savepoint needed
+            compiled, parameters = statements[0]
+            try:
+                execute(compiled.sql, parameters)
+            except sqlite3.IntegrityError:
+                return False
+            return True
         execute("SAVEPOINT unit")
         try:
             for compiled, parameters in statements:
