@@ -4,6 +4,7 @@ the write lock where a test needs it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -48,6 +49,10 @@ def database(tmp_path: Path) -> Iterator[str]:
 def _rows(path: str, table: str) -> list[tuple[object, ...]]:
     with sqlite3.connect(path) as connection:
         return connection.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608
+
+
+def _size(path: str) -> int:
+    return os.path.getsize(path)
 
 
 def _parent(key: str, name: str) -> tuple[Table, dict[str, object]]:
@@ -120,4 +125,22 @@ async def test_a_lock_held_too_long_sends_the_units_elsewhere(
     assert _rows(database, "parent") == []
     # The writer works again once the lock is free.
     assert await writer.insert([_parent("p3", "c")]) is True
+    writer.close()
+
+
+async def test_the_wal_is_checkpointed_off_the_loop_thread(database: str) -> None:
+    writer = InlineWriter(database, sqlite.dialect())
+    autocheckpoint = writer._connection.execute("PRAGMA wal_autocheckpoint").fetchone()
+    assert autocheckpoint == (0,)  # never on the loop's thread
+    before = _size(database)
+    for batch in range(20):
+        await asyncio.gather(
+            *(writer.insert([_parent(f"p{batch}-{i}", f"n{batch}-{i}")]) for i in range(100))
+        )
+    # The rows are in the WAL; the checkpointer thread copies them into the database file.
+    deadline = asyncio.get_running_loop().time() + 5
+    while _size(database) <= before + 100_000:
+        assert asyncio.get_running_loop().time() < deadline, "no checkpoint within 5 s"
+        await asyncio.sleep(0.05)
+    assert len(_rows(database, "parent")) == 2000
     writer.close()

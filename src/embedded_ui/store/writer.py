@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from embedded_ui.store.inline import sqlite_file
 BUSY_GIVE_UP_SECONDS = 0.5
 """How long a flush keeps retrying a held write lock before its units take the ordinary path."""
 _RETRY_DELAY_SECONDS = 0.0005
+CHECKPOINT_INTERVAL_SECONDS = 0.25
 
 Unit = Sequence[tuple[Table, Mapping[str, Any]]]
 
@@ -57,9 +59,11 @@ class InlineWriter:
         self._connection = sqlite3.connect(
             database, timeout=0, isolation_level=None, check_same_thread=False
         )
-        # The engine's settings (store/db.py) that matter to a writer.
-        for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
+        # The engine's settings (store/db.py) that matter to a writer; and no checkpoints on
+        # the loop's thread (they copy the WAL back and fsync): ``_Checkpointer`` runs them.
+        for pragma in ("synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0"):
             self._connection.execute(f"PRAGMA {pragma}")
+        self._checkpointer = _Checkpointer(database)
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
         self._queued: list[
             tuple[list[tuple[_Compiled, tuple[Any, ...]]], asyncio.Future[bool]]
@@ -119,6 +123,7 @@ class InlineWriter:
             for statements, _ in queued:
                 outcomes.append(self._write_unit(statements))
             self._connection.execute("COMMIT")
+            self._checkpointer.wrote.set()
         except sqlite3.Error:
             self._rollback()
             outcomes = [False] * len(queued)
@@ -159,6 +164,39 @@ class InlineWriter:
     def close(self) -> None:
         self._answer_all(False)
         self._connection.close()
+        self._checkpointer.stop()
+
+
+class _Checkpointer:
+    """Checkpoints the WAL from a thread of its own after the writer committed, at most every
+    ``CHECKPOINT_INTERVAL_SECONDS``. PASSIVE: it never blocks readers or writers; what it
+    could not copy yet waits for the next round."""
+
+    def __init__(self, database: str) -> None:
+        self.wrote = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(database,), name="sqlite-checkpointer", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, database: str) -> None:
+        connection = sqlite3.connect(database, timeout=5, isolation_level=None)
+        try:
+            while not self._stopping.is_set():
+                if not self.wrote.wait(timeout=1.0):
+                    continue
+                self.wrote.clear()
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self._stopping.wait(CHECKPOINT_INTERVAL_SECONDS)
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.wrote.set()
+        self._thread.join(timeout=5)
 
 
 def inline_writer(engine: AsyncEngine) -> InlineWriter | None:
