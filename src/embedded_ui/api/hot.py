@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import msgspec
+import structlog
 from litestar.types import HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 from sqlalchemy import Table
 
@@ -43,6 +44,7 @@ from embedded_ui.users import NewUser, new_user_row, read_inline
 from embedded_ui.workspaces import known_key
 from embedded_ui.workspaces.service import KEY_CACHE
 
+log = structlog.get_logger(__name__)
 Ordinary = Callable[[HTTPScope, Receive, Send], Awaitable[None]]
 Answer = tuple[int, bytes]
 Handler = Callable[[Principal, str, bytes], Awaitable[Answer | None]]
@@ -115,10 +117,14 @@ class HotPath:
         self, scope: HTTPScope, send: Send, handler: Handler, reference: str, body: bytes
     ) -> bool:
         """Send the answer and return ``True``, or return ``False`` having sent nothing."""
-        principal = await self._principal(scope)
-        if principal is None:
+        try:
+            principal = await self._principal(scope)
+            answer = None if principal is None else await handler(principal, reference, body)
+        except Exception:
+            # Nothing was sent or written (a handler writes last): the ordinary path answers,
+            # with the one error body if it fails too.
+            log.exception("hot_path_failed", path=scope["path"])
             return False
-        answer = await handler(principal, reference, body)
         if answer is None:
             return False
         status, content = answer
@@ -136,6 +142,8 @@ class HotPath:
         authorization = None
         for name, value in scope["headers"]:
             if name == b"authorization":
+                if authorization is not None:
+                    return None  # two of them: the ordinary path decides
                 authorization = value.decode("latin-1")
             elif name == b"origin":
                 return None  # CORS decisions stay in cors.py

@@ -108,7 +108,7 @@ class InlineWriter:
     def _flush(self, first_try: float) -> None:
         try:
             self._connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:  # the write lock is held elsewhere
+        except sqlite3.Error:  # mostly: the write lock is held elsewhere
             loop = asyncio.get_running_loop()
             if time.monotonic() - first_try < BUSY_GIVE_UP_SECONDS:
                 loop.call_later(_RETRY_DELAY_SECONDS, self._flush, first_try)
@@ -124,7 +124,7 @@ class InlineWriter:
                 outcomes.append(self._write_unit(statements))
             self._connection.execute("COMMIT")
             self._checkpointer.wrote.set()
-        except sqlite3.Error:
+        except Exception:  # nothing of this batch is committed: every unit goes elsewhere
             self._rollback()
             outcomes = [False] * len(queued)
         for (_, done), outcome in zip(queued, outcomes, strict=True):
