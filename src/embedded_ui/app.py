@@ -103,6 +103,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # The hottest reads (users, the listing's installations) skip the async engine on SQLite.
     inline = inline_reader(engine)
+    # The released workflows and the listing's JSON, shared by the route and the hot path.
+    released_cache = ReleasedCache()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -159,7 +161,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "apps": apps,
                 "vault": vault,
                 "runtime": runtime,
-                "released_cache": ReleasedCache(),
+                "released_cache": released_cache,
                 "inline_reader": inline,
                 "origin_policies": OriginPolicies(async_sessionmaker(engine)),
             }
@@ -171,7 +173,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     if settings.hot_path and inline is not None:
-        app.hot_path = HotPath(inline, tokens, limiter, add_security_headers)
+        app.hot_path = HotPath(inline, tokens, limiter, add_security_headers, released_cache)
     return app
 
 
