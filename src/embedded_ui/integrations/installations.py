@@ -18,7 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui.catalog import App
 from embedded_ui.errors import Conflict, InvalidRequest, NotFound, Unprocessable
-from embedded_ui.integrations.cache import CachedRelease, EncodedIntegration, ReleasedCache
+from embedded_ui.integrations.cache import (
+    CachedRelease,
+    EncodedIntegration,
+    EncodedListing,
+    ReleasedCache,
+)
 from embedded_ui.integrations.service import differing_fields
 from embedded_ui.integrations.values import check_values
 from embedded_ui.integrations.views import (
@@ -379,7 +384,7 @@ class InstallationService:
             raise NotFound(f"No released integration {integration_id!r} in this environment.")
         return body
 
-    def _encode_listing(self, cached: CachedRelease) -> list[EncodedIntegration]:
+    def _encode_listing(self, cached: CachedRelease) -> EncodedListing:
         grouped: dict[str, tuple[IntegrationView, list[tuple[WorkflowView, bytes]]]] = {}
         for workflow in cached.workflows:
             group = grouped.get(workflow.integration_id)
@@ -387,13 +392,28 @@ class InstallationService:
                 group = grouped[workflow.integration_id] = (self._integration_view(workflow), [])
             view = self._view(cached, workflow, None)
             group[1].append((view, _encode(view)))
-        listing = []
+        integrations = []
         for integration_id, (integration, workflows) in grouped.items():
             heads = (_open_integration(integration, False), _open_integration(integration, True))
             plain = b"".join((heads[0], b",".join(json for _, json in workflows), b"]}"))
             ids = frozenset(workflow.workflow_id for workflow, _ in workflows)
-            listing.append(EncodedIntegration(integration_id, heads, tuple(workflows), ids, plain))
-        return listing
+            integrations.append(
+                EncodedIntegration(integration_id, heads, tuple(workflows), ids, plain)
+            )
+        skeleton = [_LIST_HEAD]
+        for index, encoded in enumerate(integrations):
+            skeleton.extend((b",", encoded.plain) if index else (encoded.plain,))
+        skeleton.append(_LIST_TAIL)
+        return EncodedListing(
+            integrations=tuple(integrations),
+            position={
+                workflow_id: index
+                for index, encoded in enumerate(integrations)
+                for workflow_id in encoded.workflow_ids
+            },
+            plain=b"".join(skeleton),
+            skeleton=tuple(skeleton),
+        )
 
     async def workflows_for(
         self, user: AnyUser, workflow_id: str | None = None
@@ -712,35 +732,46 @@ def _listing_state(rows: Sequence[Any]) -> tuple[int, dict[str, tuple[int, bool]
 
 
 def _splice_listing(
-    encoded: Sequence[EncodedIntegration],
+    listing: EncodedListing,
     installed: Mapping[str, tuple[int, bool]],
     integration_id: str | None,
 ) -> bytes | None:
     """The listing's JSON from the environment's fragments and the user's installations (only
     these are encoded again); ``None`` when ``integration_id`` is not among them."""
-    parts = []
-    for integration in encoded:
-        if integration_id is not None and integration.integration_id != integration_id:
-            continue
-        if installed.keys().isdisjoint(integration.workflow_ids):
-            parts.append(integration.plain)
-            continue
-        any_installed = False
-        workflows = []
-        for view, plain in integration.workflows:
-            state = installed.get(view.workflow_id)
-            if state is None:
-                workflows.append(plain)
-                continue
-            any_installed = True
-            mine = msgspec.structs.replace(
-                view, installed=True, installed_version=state[0], active=bool(state[1])
-            )
-            workflows.append(_encode(mine))
-        parts.append(b"".join((integration.heads[any_installed], b",".join(workflows), b"]}")))
-    if integration_id is not None and not parts:
+    if integration_id is not None:
+        for integration in listing.integrations:
+            if integration.integration_id == integration_id:
+                return b"".join((_LIST_HEAD, _integration_json(integration, installed), _LIST_TAIL))
         return None
-    return b"".join((_LIST_HEAD, b",".join(parts), _LIST_TAIL))
+    position = listing.position
+    touched = {position[workflow_id] for workflow_id in installed if workflow_id in position}
+    if not touched:
+        return listing.plain
+    parts = list(listing.skeleton)
+    for index in touched:
+        parts[2 * index + 1] = _integration_json(listing.integrations[index], installed)
+    return b"".join(parts)
+
+
+def _integration_json(
+    integration: EncodedIntegration, installed: Mapping[str, tuple[int, bool]]
+) -> bytes:
+    """One integration's JSON as the user sees it."""
+    if installed.keys().isdisjoint(integration.workflow_ids):
+        return integration.plain
+    any_installed = False
+    workflows = []
+    for view, plain in integration.workflows:
+        state = installed.get(view.workflow_id)
+        if state is None:
+            workflows.append(plain)
+            continue
+        any_installed = True
+        mine = msgspec.structs.replace(
+            view, installed=True, installed_version=state[0], active=bool(state[1])
+        )
+        workflows.append(_encode(mine))
+    return b"".join((integration.heads[any_installed], b",".join(workflows), b"]}"))
 
 
 def _open_integration(view: IntegrationView, installed: bool) -> bytes:
