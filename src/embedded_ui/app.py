@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
@@ -111,9 +112,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if settings.migrate_on_start:
             await migrate(engine)
         await runtime.start()
+        # What starting made (~200,000 objects: modules, the app, the catalog) lives as long
+        # as the process: out of the collector's sight, a full collection takes ~3 ms instead
+        # of ~150 ms, a stall of every request the worker holds when it comes.
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             await runtime.stop()
             if inline is not None:
                 inline.close()
