@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # The hottest reads (users, the listing's installations) skip the async engine on SQLite.
     inline = inline_reader(engine)
+    # The released workflows and the listing's JSON, shared by the route and the hot path.
+    released_cache = ReleasedCache()
     writer = inline_writer(engine) if settings.hot_path else None
 
     @asynccontextmanager
@@ -109,9 +112,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if settings.migrate_on_start:
             await migrate(engine)
         await runtime.start()
+        # What starting made (~200,000 objects: modules, the app, the catalog) lives as long
+        # as the process: out of the collector's sight, a full collection takes ~3 ms instead
+        # of ~150 ms, a stall of every request the worker holds when it comes.
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             await runtime.stop()
             if inline is not None:
                 inline.close()
@@ -161,7 +169,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "apps": apps,
                 "vault": vault,
                 "runtime": runtime,
-                "released_cache": ReleasedCache(),
+                "released_cache": released_cache,
                 "inline_reader": inline,
                 "origin_policies": OriginPolicies(async_sessionmaker(engine)),
             }
@@ -173,7 +181,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     if settings.hot_path and inline is not None and writer is not None:
-        app.hot_path = HotPath(inline, writer, tokens, limiter, add_security_headers)
+        app.hot_path = HotPath(
+            inline, writer, tokens, limiter, add_security_headers, released_cache
+        )
     return app
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import jwt
 import pytest
+import yaml
 from httpx import Response
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -23,12 +24,15 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from conftest import PUBLIC_URL, MakeTenant, Tenant
 from embedded_ui.app import EmbeddedUI, create_app
+from embedded_ui.catalog import load_catalog
+from embedded_ui.integrations import InstallationService
 from embedded_ui.settings import Settings
-from embedded_ui.store import create_engine
+from embedded_ui.store import Scope, User, create_engine
 from embedded_ui.workspaces import WorkspaceService
 from embedded_ui.workspaces.service import KEY_CACHE
 
 USERS = "/2024-03/users"
+LISTING = "/2024-03/integrations"
 
 
 @dataclass
@@ -292,3 +296,185 @@ async def test_post_users_refusals_fall_through_and_write_nothing(
     # Only what the ordinary path accepts was created, once by each path at most.
     assert names.count("taken") == 1
     assert not any(name.strip() == "" or "\u200b" in name for name in names)
+
+
+# --- the listing: GET /integrations?userId= ----------------------------------------------------
+
+
+def _integration_file(number: int) -> dict[str, str]:
+    """A sandbox integration with two workflows on a custom event (no credential needed)."""
+    document = {
+        "integration": {"key": f"hot-{number}", "app": "sandbox", "name": f"Hot {number}"},
+        "workflows": [
+            {
+                "key": f"hot-{number}-{index}",
+                "name": f"Shipped parcels {number}.{index}",
+                "trigger": {"type": "custom_event", "event": "Parcel Shipped"},
+                "blocks": [
+                    {"id": "forward", "type": "stream_data", "url": "https://hooks.example.com"}
+                ],
+            }
+            for index in range(2)
+        ],
+    }
+    return {"name": f"hot-{number}.yaml", "content": yaml.safe_dump(document, sort_keys=False)}
+
+
+async def _apply(client: AsyncTestClient[Litestar], tenant: Tenant, count: int) -> None:
+    events = {"events": [{"name": "Parcel Shipped", "schema": {"type": "object"}}]}
+    files = [
+        {"name": "events.yaml", "content": yaml.safe_dump(events)},
+        *(_integration_file(number) for number in range(count)),
+    ]
+    response = await client.post(
+        "/2024-03/manage/apply", json={"files": files, "release": True}, headers=tenant.headers
+    )
+    assert response.status_code == 200, response.text
+
+
+async def _install(settings: Settings, tenant: Tenant, user_id: str, count: int) -> list[str]:
+    """Install the first ``count`` released workflows for the user; their ids."""
+    engine = create_engine(settings)
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            service = InstallationService(
+                session,
+                Scope(tenant.workspace_id, tenant.environment),
+                load_catalog(),
+                settings.public_url,
+            )
+            chosen = [w.workflow_id for w in await service.released()][:count]
+            await service.install(await session.get_one(User, user_id), chosen, [], {})
+            await session.commit()
+    finally:
+        await engine.dispose()
+    return chosen
+
+
+async def _warm(hot: AsyncTestClient[Litestar], tenant: Tenant, user_id: str, spy: Spy) -> None:
+    """The first listing after a release falls through: the route encodes the environment's
+    JSON for that revision, which the hot path then reuses."""
+    spy.answered.clear()
+    first = await hot.get(f"{LISTING}?userId={user_id}", headers=tenant.headers)
+    assert first.status_code == 200, first.text
+    assert spy.answered == [(LISTING, False)]
+
+
+async def test_the_listing_is_answered_by_the_hot_path_with_litestars_bytes(
+    pair: tuple[AsyncTestClient[Litestar], AsyncTestClient[Litestar], Spy],
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    hot, ordinary, spy = pair
+    await _apply(hot, tenant, 3)
+    merchant = await _user(hot, tenant, "merchant")
+    # Neither an id nor a plain token: percent escapes, decoded as the route decodes them.
+    odd = await _user(hot, tenant, "zoë's shop@example.com")
+    await _warm(hot, tenant, merchant["userId"], spy)
+
+    async def compare(step: str) -> list[bytes]:
+        """Every way of asking, both paths; the bodies for the merchant and the other user."""
+        bodies: dict[str, bytes] = {}
+        for user, reference in (
+            (merchant, merchant["userId"]),
+            (merchant, "merchant"),
+            (odd, odd["userId"]),
+            (odd, "zo%C3%AB's%20shop%40example.com"),
+            (odd, "zo%c3%ab%27s%20shop@example.com"),
+        ):
+            for path, headers in (
+                (f"{LISTING}?userId={reference}", tenant.headers),
+                (f"{LISTING}?userId={reference}", {"Authorization": f"bearer {tenant.key}"}),
+                (f"/2023-06/integrations?userId={reference}", tenant.headers),
+            ):
+                spy.answered.clear()
+                fast, slow = await _both(hot, ordinary, path, headers)
+                assert fast.status_code == 200, (step, path, fast.text)
+                _assert_same(fast, slow)
+                assert spy.answered == [(LISTING, True)], (step, path)
+                assert bodies.setdefault(user["userId"], fast.content) == fast.content
+        return list(bodies.values())
+
+    nothing = await compare("nothing installed")
+    installed = await _install(settings, tenant, merchant["userId"], 3)  # 2 + 1 of the next
+    some = await compare("installed")
+    assert some[0] != nothing[0] and some[1] == nothing[1]  # the other user's is unchanged
+    listed = (await hot.get(f"{LISTING}?userId=merchant", headers=tenant.headers)).json()
+    assert [[w["installed"] for w in i["workflows"]] for i in listed["data"]] == [
+        [True, True],
+        [True, False],
+        [False, False],
+    ]
+    assert [i["installed"] for i in listed["data"]] == [True, True, False]
+    gone = await hot.delete(
+        f"/2024-03/workflows/{installed[0]}?userId=merchant", headers=tenant.headers
+    )
+    assert gone.status_code == 200, gone.text
+    fewer = await compare("one uninstalled")
+    assert fewer[0] not in (nothing[0], some[0])
+    off = await hot.put(
+        "/2024-03/workflows/deactivate",
+        json={"userId": "merchant", "workflowId": installed[2]},
+        headers=tenant.headers,
+    )
+    assert off.status_code == 200, off.text
+    assert (await compare("one deactivated"))[0] != fewer[0]
+
+    # A release changes the revision: the first listing falls through and encodes it again.
+    await _apply(hot, tenant, 4)
+    await _warm(hot, tenant, merchant["userId"], spy)
+    released = await compare("released")
+    assert len(released[0]) > len(fewer[0]) and b'"name":"Hot 3"' in released[0]
+
+
+async def test_every_other_listing_request_falls_through(
+    pair: tuple[AsyncTestClient[Litestar], AsyncTestClient[Litestar], Spy],
+    tenant: Tenant,
+    make_tenant: MakeTenant,
+    settings: Settings,
+) -> None:
+    hot, ordinary, spy = pair
+    await _apply(hot, tenant, 2)
+    merchant = await _user(hot, tenant, "merchant")
+    other = await _user(hot, tenant, "other-merchant")
+    await _install(settings, tenant, merchant["userId"], 1)
+    await _warm(hot, tenant, merchant["userId"], spy)
+    token = (await hot.get(f"{USERS}/{other['userId']}/token", headers=tenant.headers)).json()
+    production = await make_tenant("acme", "production")
+    mine = f"{LISTING}?userId={merchant['userId']}"
+    cases: list[tuple[str, dict[str, str], int]] = [
+        (LISTING, tenant.headers, 400),  # no userId
+        (f"{LISTING}?userId=", tenant.headers, 400),  # an empty one
+        (f"{LISTING}?userid=merchant", tenant.headers, 400),  # not the parameter's name
+        (f"{LISTING}?userId=nobody", tenant.headers, 404),  # unknown user
+        (mine, production.headers, 404),  # another environment's user
+        (f"{mine}&userId=merchant", tenant.headers, 200),  # repeated
+        (f"{mine}&page=2", tenant.headers, 200),  # a parameter the route does not take
+        (f"{mine}&", tenant.headers, 200),  # an empty one
+        ("/2024-03/integrations?userId=other+merchant", tenant.headers, 404),  # + is a space
+        (f"{LISTING}?userId=%FF", tenant.headers, 404),  # an escape that is not UTF-8
+        (f"{LISTING}/?userId=merchant", tenant.headers, 200),  # trailing slash
+        (mine, {**tenant.headers, "Origin": "https://isv.example"}, 200),  # CORS stays put
+        (mine, {}, 401),  # no key
+        (mine, {"Authorization": f"Bearer {tenant.key[:-1]}x"}, 401),  # checksum
+        # User tokens: the ordinary path decides (it may only name its own user).
+        (LISTING, {"x-alloy-user-token": token["token"]}, 200),
+        (mine, {"x-alloy-user-token": token["token"]}, 404),
+        (mine, {**tenant.headers, "x-alloy-user-token": token["token"]}, 404),
+        (mine, {"Authorization": f"Bearer {token['token']}"}, 404),
+        (f"{LISTING}?userId=other-merchant", {"x-alloy-user-token": token["token"]}, 200),
+    ]
+    for path, headers, status in cases:
+        spy.answered.clear()
+        fast, slow = await _both(hot, ordinary, path, headers)
+        assert fast.status_code == status, (path, headers, fast.text)
+        _assert_same(fast, slow)
+        assert all(not answered for _, answered in spy.answered), (path, headers)
+    # The same listing, answered by the hot path once the request is plain.
+    spy.answered.clear()
+    plain = await hot.get(mine, headers=tenant.headers)
+    assert spy.answered == [(LISTING, True)]
+    repeated = await hot.get(f"{mine}&userId=merchant", headers=tenant.headers)
+    assert plain.content == repeated.content
+    head = await hot.head(mine, headers=tenant.headers)
+    assert head.status_code == (await ordinary.head(mine, headers=tenant.headers)).status_code

@@ -3,15 +3,18 @@
 Litestar spends ~0.2 ms of CPU on each request before and after our handler (routing,
 middleware, dependency injection, a session per request, response building; measured with
 ``bench/profile_routes.py``), more than the handler itself. For the few routes an ISV calls
-all the time, the service answers here instead, on SQLite's inline reader and group-commit
+all the time — ``POST /users``, ``GET /users/{id}``, the user-token routes and the listing
+``GET /integrations?userId=`` (an API key only; its JSON from the route's own per-revision
+cache) — the service answers here instead, on SQLite's inline reader and group-commit
 writer (store/inline.py, store/writer.py), with the same services' statements, row builders
 and response types:
 
 - only a request that succeeds is answered here: anything else — a missing, malformed,
   unknown or revoked key, an unknown user, an invalid body, a duplicate username, an
-  ``Origin`` header (CORS), a database that could not answer at once — goes on to Litestar
-  *unchanged* (a body read here is handed on as it came), which decides and explains it with
-  the one error tree (errors.py);
+  ``Origin`` header (CORS), a user token, a query other than the listing's one parameter, a
+  listing not cached for the current revision yet, a database that could not answer at
+  once — goes on to Litestar *unchanged* (a body read here is handed on as it came), which
+  decides and explains it with the one error tree (errors.py);
 - the rate limit is counted here once; a request that goes on carries that count in its
   scope, so Litestar's auth neither counts it again nor forgets a refusal;
 - responses carry the same headers (the same ``security_headers`` hook) and the same bytes as
@@ -26,16 +29,19 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
+from urllib.parse import unquote
 
 import msgspec
 import structlog
 from litestar.types import HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 from sqlalchemy import Table
 
-from embedded_ui.api.auth import RATE_COUNTED, Principal
+from embedded_ui.api.auth import RATE_COUNTED, USER_TOKEN_HEADER, Principal
 from embedded_ui.api.schemas import CreateUserIn, UserOut
 from embedded_ui.api.users import mint_token
 from embedded_ui.errors import EmbeddedUIError, Unauthorized
+from embedded_ui.integrations.cache import ReleasedCache
+from embedded_ui.integrations.installations import listing_inline
 from embedded_ui.security import RateLimiter, UserTokens, api_keys
 from embedded_ui.store import User, iso_ms
 from embedded_ui.store.inline import InlineReader
@@ -55,6 +61,12 @@ Handler = Callable[[Principal, str, bytes], Awaitable[Answer | None]]
 _USER = re.compile(r"/2024-03/users/(?!batch$)([^/]+)")
 _TOKEN = re.compile(r"/2024-03/users?/([^/]+)/token")
 _USERS = "/2024-03/users"
+_LISTING = "/2024-03/integrations"
+# The listing's query: exactly ``userId=<value>``, the one parameter its route takes, in plain
+# characters and percent escapes (no ``+``, no repeat, nothing else); anything else falls
+# through. The value is decoded as the route's parser does (parse_qsl: UTF-8, percent escapes).
+_USER_QUERY = re.compile(rb"userId=((?:[A-Za-z0-9._~!$'()*,;:@-]|%[0-9A-Fa-f]{2})+)")
+_USER_TOKEN_HEADER = USER_TOKEN_HEADER.encode()
 _USER_TABLE = cast("Table", User.__table__)
 MAX_HOT_BODY = 16_384
 """Larger bodies (or ones of unknown length) go to Litestar without being read here."""
@@ -69,12 +81,15 @@ class HotPath:
         tokens: UserTokens,
         limiter: RateLimiter,
         add_headers: Callable[[Message, Scope], Awaitable[None]],
+        released: ReleasedCache,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.tokens = tokens
         self.limiter = limiter
         self.add_headers = add_headers
+        self.released = released
+        """The listing's cache: the same object as the route's (``app.state.released_cache``)."""
 
     async def __call__(
         self, scope: HTTPScope, receive: Receive, send: Send, ordinary: Ordinary
@@ -103,6 +118,14 @@ class HotPath:
     def _route(self, scope: HTTPScope) -> tuple[Handler, str, bool] | None:
         method, path = scope["method"], scope["path"]
         if method == "GET":
+            if path == _LISTING:
+                query = _USER_QUERY.fullmatch(scope["query_string"])
+                if query is None:
+                    return None
+                argument = unquote(query.group(1).decode("ascii"))
+                if "\ufffd" in argument:  # an escape that is not UTF-8: let the route decide
+                    return None
+                return self._listing, argument, False
             match = _USER.fullmatch(path)
             if match is not None:
                 return self._user, match.group(1), False
@@ -140,6 +163,9 @@ class HotPath:
 
     async def _principal(self, scope: HTTPScope) -> Principal | None:
         authorization = None
+        # The listing also takes a user token (``auth="api_key_or_user"``): it is answered
+        # here only for an API key, and with a user token the ordinary path decides.
+        either = scope["path"] == _LISTING
         for name, value in scope["headers"]:
             if name == b"authorization":
                 if authorization is not None:
@@ -147,6 +173,8 @@ class HotPath:
                 authorization = value.decode("latin-1")
             elif name == b"origin":
                 return None  # CORS decisions stay in cors.py
+            elif either and name == _USER_TOKEN_HEADER:
+                return None  # a user token: not counted here, auth.py decides
         if authorization is None:
             return None
         try:
@@ -174,6 +202,15 @@ class HotPath:
     async def _user(self, principal: Principal, reference: str, _: bytes) -> Answer | None:
         user = read_inline(self.reader, principal.scope, reference)
         return None if user is None else (200, msgspec.json.encode(UserOut.of(user)))
+
+    async def _listing(self, principal: Principal, reference: str, _: bytes) -> Answer | None:
+        """``GET /integrations?userId=``: the user as ``resolve_user`` finds it for an API
+        key (by id, then by username), then ``InstallationService.integrations_json``."""
+        user = read_inline(self.reader, principal.scope, reference)
+        if user is None:
+            return None
+        content = listing_inline(self.reader, self.released, principal.scope, user.id)
+        return None if content is None else (200, content)
 
     async def _token(self, principal: Principal, reference: str, _: bytes) -> Answer | None:
         user = read_inline(self.reader, principal.scope, reference)

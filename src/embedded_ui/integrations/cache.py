@@ -2,7 +2,7 @@
 environment's revision (stored in the database and raised by every apply and release), so a
 listing reads one small row instead of every workflow definition, and is never stale.
 
-Beside them it keeps the listing's JSON as encoded fragments (``EncodedIntegration``): what
+Beside them it keeps the listing's JSON as encoded fragments (``EncodedListing``): what
 ``GET /integrations`` shows is the same for every user except each user's installations, which
 are read on every request and spliced in (``InstallationService.integrations_json``). The
 fragments live and die with their entry, so they are exactly as fresh as the workflows."""
@@ -24,7 +24,7 @@ class CachedRelease:
     workflows: list[ReleasedWorkflow]
     uninstalled_views: dict[str, WorkflowView] = field(default_factory=dict)
     """The view of each workflow for a user who has not installed it: the same for everyone."""
-    encoded: list[EncodedIntegration] | None = None
+    encoded: EncodedListing | None = None
     """The listing's JSON fragments, built on first use (``InstallationService``)."""
 
 
@@ -41,6 +41,20 @@ class EncodedIntegration:
     workflow_ids: frozenset[str]
     plain: bytes
     """The whole integration for a user who installed none of its workflows."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedListing:
+    """The whole listing's fragments, arranged so that a request copies 116 KB once."""
+
+    integrations: tuple[EncodedIntegration, ...]
+    position: dict[str, int]
+    """Workflow id -> the index of its integration in ``integrations``."""
+    plain: bytes
+    """The whole listing (``{"data":[...]}``) for a user who installed nothing."""
+    skeleton: tuple[bytes, ...]
+    """``plain`` in pieces: the envelope's head, each integration's ``plain`` (integration
+    ``i`` at index ``2 * i + 1``) with commas between them, the envelope's tail."""
 
 
 class ReleasedCache:

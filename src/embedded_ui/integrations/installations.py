@@ -18,7 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui.catalog import App
 from embedded_ui.errors import Conflict, InvalidRequest, NotFound, Unprocessable
-from embedded_ui.integrations.cache import CachedRelease, EncodedIntegration, ReleasedCache
+from embedded_ui.integrations.cache import (
+    CachedRelease,
+    EncodedIntegration,
+    EncodedListing,
+    ReleasedCache,
+)
 from embedded_ui.integrations.service import differing_fields
 from embedded_ui.integrations.values import check_values
 from embedded_ui.integrations.views import (
@@ -369,42 +374,17 @@ class InstallationService:
         rows = await self._rows(_REVISION_AND_INSTALLED, params)
         if not rows:  # no revision yet (nothing ever applied): read the installations alone
             rows = [(0, *row) for row in await self._rows(_INSTALLED_STATES, params)]
-        revision = rows[0][0] if rows else 0
-        # workflow id -> (installed version, active)
-        installed: dict[str, tuple[int, bool]] = {
-            workflow_id: (version, active)
-            for _, workflow_id, version, active in rows
-            if workflow_id is not None
-        }
+        revision, installed = _listing_state(rows)
         cached = await self._release(revision)
         encoded = cached.encoded
         if encoded is None:
             encoded = cached.encoded = self._encode_listing(cached)
-        parts = []
-        for integration in encoded:
-            if integration_id is not None and integration.integration_id != integration_id:
-                continue
-            if installed.keys().isdisjoint(integration.workflow_ids):
-                parts.append(integration.plain)
-                continue
-            any_installed = False
-            workflows = []
-            for view, plain in integration.workflows:
-                state = installed.get(view.workflow_id)
-                if state is None:
-                    workflows.append(plain)
-                    continue
-                any_installed = True
-                mine = msgspec.structs.replace(
-                    view, installed=True, installed_version=state[0], active=bool(state[1])
-                )
-                workflows.append(_encode(mine))
-            parts.append(b"".join((integration.heads[any_installed], b",".join(workflows), b"]}")))
-        if integration_id is not None and not parts:
+        body = _splice_listing(encoded, installed, integration_id)
+        if body is None:
             raise NotFound(f"No released integration {integration_id!r} in this environment.")
-        return b"".join((_LIST_HEAD, b",".join(parts), _LIST_TAIL))
+        return body
 
-    def _encode_listing(self, cached: CachedRelease) -> list[EncodedIntegration]:
+    def _encode_listing(self, cached: CachedRelease) -> EncodedListing:
         grouped: dict[str, tuple[IntegrationView, list[tuple[WorkflowView, bytes]]]] = {}
         for workflow in cached.workflows:
             group = grouped.get(workflow.integration_id)
@@ -412,13 +392,28 @@ class InstallationService:
                 group = grouped[workflow.integration_id] = (self._integration_view(workflow), [])
             view = self._view(cached, workflow, None)
             group[1].append((view, _encode(view)))
-        listing = []
+        integrations = []
         for integration_id, (integration, workflows) in grouped.items():
             heads = (_open_integration(integration, False), _open_integration(integration, True))
             plain = b"".join((heads[0], b",".join(json for _, json in workflows), b"]}"))
             ids = frozenset(workflow.workflow_id for workflow, _ in workflows)
-            listing.append(EncodedIntegration(integration_id, heads, tuple(workflows), ids, plain))
-        return listing
+            integrations.append(
+                EncodedIntegration(integration_id, heads, tuple(workflows), ids, plain)
+            )
+        skeleton = [_LIST_HEAD]
+        for index, encoded in enumerate(integrations):
+            skeleton.extend((b",", encoded.plain) if index else (encoded.plain,))
+        skeleton.append(_LIST_TAIL)
+        return EncodedListing(
+            integrations=tuple(integrations),
+            position={
+                workflow_id: index
+                for index, encoded in enumerate(integrations)
+                for workflow_id in encoded.workflow_ids
+            },
+            plain=b"".join(skeleton),
+            skeleton=tuple(skeleton),
+        )
 
     async def workflows_for(
         self, user: AnyUser, workflow_id: str | None = None
@@ -699,6 +694,84 @@ class InstallationService:
         )
         await self._session.delete(pending)
         return user, installations
+
+
+def listing_inline(
+    reader: InlineReader, cache: ReleasedCache, scope: Scope, user_id: str
+) -> bytes | None:
+    """``InstallationService.integrations_json`` for the hot path (api/hot.py): the same
+    statement on the inline reader, the same cache entry and fragments, the same bytes. ``None``
+    when it cannot answer at once — SQLite busy, no revision yet, or the environment's
+    fragments not built for this revision (the ordinary path builds them) — so that the
+    ordinary path answers."""
+    params = {
+        "workspace_id": scope.workspace_id,
+        "environment": scope.environment,
+        "user_id": user_id,
+    }
+    rows = reader.rows(_REVISION_AND_INSTALLED, params)
+    if not rows:
+        return None
+    revision, installed = _listing_state(rows)
+    cached = cache.get((scope.workspace_id, scope.environment), revision)
+    if cached is None or cached.encoded is None:
+        return None
+    return _splice_listing(cached.encoded, installed, None)
+
+
+def _listing_state(rows: Sequence[Any]) -> tuple[int, dict[str, tuple[int, bool]]]:
+    """The environment's revision and the user's installations (workflow id -> (installed
+    version, active)) from the rows of ``_REVISION_AND_INSTALLED``."""
+    revision = rows[0][0] if rows else 0
+    installed = {
+        workflow_id: (version, active)
+        for _, workflow_id, version, active in rows
+        if workflow_id is not None
+    }
+    return revision, installed
+
+
+def _splice_listing(
+    listing: EncodedListing,
+    installed: Mapping[str, tuple[int, bool]],
+    integration_id: str | None,
+) -> bytes | None:
+    """The listing's JSON from the environment's fragments and the user's installations (only
+    these are encoded again); ``None`` when ``integration_id`` is not among them."""
+    if integration_id is not None:
+        for integration in listing.integrations:
+            if integration.integration_id == integration_id:
+                return b"".join((_LIST_HEAD, _integration_json(integration, installed), _LIST_TAIL))
+        return None
+    position = listing.position
+    touched = {position[workflow_id] for workflow_id in installed if workflow_id in position}
+    if not touched:
+        return listing.plain
+    parts = list(listing.skeleton)
+    for index in touched:
+        parts[2 * index + 1] = _integration_json(listing.integrations[index], installed)
+    return b"".join(parts)
+
+
+def _integration_json(
+    integration: EncodedIntegration, installed: Mapping[str, tuple[int, bool]]
+) -> bytes:
+    """One integration's JSON as the user sees it."""
+    if installed.keys().isdisjoint(integration.workflow_ids):
+        return integration.plain
+    any_installed = False
+    workflows = []
+    for view, plain in integration.workflows:
+        state = installed.get(view.workflow_id)
+        if state is None:
+            workflows.append(plain)
+            continue
+        any_installed = True
+        mine = msgspec.structs.replace(
+            view, installed=True, installed_version=state[0], active=bool(state[1])
+        )
+        workflows.append(_encode(mine))
+    return b"".join((integration.heads[any_installed], b",".join(workflows), b"]}"))
 
 
 def _open_integration(view: IntegrationView, installed: bool) -> bytes:

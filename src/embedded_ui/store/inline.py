@@ -37,7 +37,8 @@ class InlineStatement:
     sql: str
     parameters: tuple[str, ...]
     """The bind parameters' names in the order the SQL's ``?`` placeholders expect them."""
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+    """``(column index, result processor)`` for the columns that have one."""
 
 
 class InlineReader:
@@ -54,11 +55,15 @@ class InlineReader:
 
     def _prepare(self, statement: Select[Any]) -> InlineStatement:
         compiled = statement.compile(dialect=self._dialect)
-        processors = tuple(
+        processors = (
             column.type.dialect_impl(self._dialect).result_processor(self._dialect, None)
             for column in statement.selected_columns
         )
-        return InlineStatement(str(compiled), tuple(compiled.positiontup or ()), processors)
+        return InlineStatement(
+            str(compiled),
+            tuple(compiled.positiontup or ()),
+            tuple((index, p) for index, p in enumerate(processors) if p is not None),
+        )
 
     def rows(
         self, select: Select[Any], parameters: Mapping[str, Any]
@@ -70,18 +75,23 @@ class InlineReader:
             statement = self._prepared[select] = self._prepare(select)
         try:
             # fetchall steps the statement to its end, which ends its read transaction.
-            raw: Sequence[tuple[Any, ...]] = self._connection.execute(
+            raw: list[tuple[Any, ...]] = self._connection.execute(
                 statement.sql, tuple(parameters[name] for name in statement.parameters)
             ).fetchall()
         except sqlite3.Error:
             return None
         processors = statement.processors
-        return [
-            tuple(
-                value if p is None else p(value) for p, value in zip(processors, row, strict=True)
-            )
-            for row in raw
-        ]
+        if not processors:
+            return raw
+        # Only the columns with a processor, by index: a generator over every column of every
+        # row was several µs of each hot GET.
+        rows = []
+        for row in raw:
+            values = list(row)
+            for index, process in processors:
+                values[index] = process(values[index])
+            rows.append(tuple(values))
+        return rows
 
     def close(self) -> None:
         self._connection.close()
