@@ -173,7 +173,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     if settings.hot_path and inline is not None and writer is not None:
-        app.hot_path = HotPath(inline, writer, tokens, limiter, add_security_headers)
+        app.hot_path = HotPath(inline, writer, tokens, limiter, add_security_headers, runtime)
     return app
 
 

@@ -7,6 +7,8 @@ all the time, the service answers here instead, on SQLite's inline reader and gr
 writer (store/inline.py, store/writer.py), with the same services' statements, row builders
 and response types:
 
+- ``POST /run/event`` (without an ``Idempotency-Key``) stores its executions through the
+  writer and wakes the workers (api/runs.py's ``run_event_inline``);
 - only a request that succeeds is answered here: anything else — a missing, malformed,
   unknown or revoked key, an unknown user, an invalid body, a duplicate username, an
   ``Origin`` header (CORS), a database that could not answer at once — goes on to Litestar
@@ -25,13 +27,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from litestar.types import HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 from sqlalchemy import Table
 
 from embedded_ui.api.auth import RATE_COUNTED, Principal
+from embedded_ui.api.runs import run_event_inline
 from embedded_ui.api.schemas import CreateUserIn, UserOut
 from embedded_ui.api.users import mint_token
 from embedded_ui.errors import EmbeddedUIError, Unauthorized
@@ -43,6 +46,9 @@ from embedded_ui.users import NewUser, new_user_row, read_inline
 from embedded_ui.workspaces import known_key
 from embedded_ui.workspaces.service import KEY_CACHE
 
+if TYPE_CHECKING:
+    from embedded_ui.engine.runtime import EngineRuntime
+
 Ordinary = Callable[[HTTPScope, Receive, Send], Awaitable[None]]
 Answer = tuple[int, bytes]
 Handler = Callable[[Principal, str, bytes], Awaitable[Answer | None]]
@@ -53,6 +59,7 @@ Handler = Callable[[Principal, str, bytes], Awaitable[Answer | None]]
 _USER = re.compile(r"/2024-03/users/(?!batch$)([^/]+)")
 _TOKEN = re.compile(r"/2024-03/users?/([^/]+)/token")
 _USERS = "/2024-03/users"
+_RUN_EVENT = "/2024-03/run/event"
 _USER_TABLE = cast("Table", User.__table__)
 MAX_HOT_BODY = 16_384
 """Larger bodies (or ones of unknown length) go to Litestar without being read here."""
@@ -67,12 +74,14 @@ class HotPath:
         tokens: UserTokens,
         limiter: RateLimiter,
         add_headers: Callable[[Message, Scope], Awaitable[None]],
+        runtime: EngineRuntime,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.tokens = tokens
         self.limiter = limiter
         self.add_headers = add_headers
+        self.runtime = runtime
 
     async def __call__(
         self, scope: HTTPScope, receive: Receive, send: Send, ordinary: Ordinary
@@ -109,6 +118,8 @@ class HotPath:
                 return self._token, match.group(1), False
         elif method == "POST" and path == _USERS:
             return self._create_user, "", True
+        elif method == "POST" and path == _RUN_EVENT and not _has_idempotency_key(scope):
+            return self._run_event, "", True
         return None
 
     async def answer(
@@ -183,6 +194,14 @@ class HotPath:
             return None  # e.g. the username is taken: the ordinary path says so (409)
         user = UserOut(row["id"], row["username"], row["full_name"], iso_ms(row["created_at"]))
         return 201, msgspec.json.encode(user)
+
+    async def _run_event(self, principal: Principal, _: str, body: bytes) -> Answer | None:
+        return await run_event_inline(self.reader, self.writer, self.runtime, principal, body)
+
+
+def _has_idempotency_key(scope: HTTPScope) -> bool:
+    """Requests with an ``Idempotency-Key`` keep the ordinary path (replay and remember)."""
+    return any(name == b"idempotency-key" for name, _ in scope["headers"])
 
 
 def _small_json_body_length(scope: HTTPScope) -> int | None:
