@@ -41,7 +41,7 @@ BUSY_GIVE_UP_SECONDS = 0.5
 """How long a flush keeps retrying a held write lock before its units take the ordinary path."""
 _RETRY_DELAY_SECONDS = 0.001
 """Between two tries for the lock. At 0.5 ms, two processes' writers under load (bench/engine.py
-``run-event``) each failed ~2,000 tries a second; at 1 ms ~30, and their groups grew."""
+``run-event``) each failed 1,000-3,900 tries a second; at 1 ms 20-40."""
 
 Unit = Sequence[tuple[Table, Mapping[str, Any]]]
 
