@@ -22,7 +22,8 @@ delivering to ``bench/engine_receiver.py`` (its own process), then measures:
    delivery can cost).
 2. ``run-event``: ``POST /run/event`` with wrk (32 connections), each request storing one
    execution that the workers then deliver; baseline: ``POST /echo`` on a bare Litestar app
-   under the same Granian worker count, same body.
+   under the same Granian worker count, same body. Also reported: the executions still
+   undelivered when the load ends, and how long they then took to deliver.
 3. ``sustained``: N executions inserted as queued rows in one transaction; deliveries/s at the
    receiver from the first to the last unique ``webhook-id``. Baseline: a raw httpx POST loop
    (its own process, same concurrency as one worker process) to the same receiver.
@@ -712,7 +713,12 @@ def measure_run_event(setup: Setup, options: argparse.Namespace, processes: Proc
         result["server_cpu_ms_per_request"] = cpu * 1000 / max(1, result["requests"])
         runs[name] = result
         if name == "service":
+            # Not part of the throughput: how many of the executions the load stored were
+            # still waiting when it ended, and how long their delivery took after it.
+            result["backlog_at_end"] = _pending(setup.database_url)
+            drain_started = time.monotonic()
             _drain(setup, options.drain_timeout)  # its executions delivered before going on
+            result["drain_seconds"] = time.monotonic() - drain_started
     other = load.other_percent()
     service, baseline = runs["service"], runs["baseline"]
     ratio = service["rps"] / baseline["rps"] if baseline["rps"] else 0.0
@@ -722,7 +728,8 @@ def measure_run_event(setup: Setup, options: argparse.Namespace, processes: Proc
         f"POST /run/event, {options.connections} connections",
         setup.label,
         f"{service['rps']:,.0f} req/s, p50 {service['p50_ms']:.1f} ms, "
-        f"p99 {service['p99_ms']:.1f} ms{note}",
+        f"p99 {service['p99_ms']:.1f} ms{note}; backlog at the end "
+        f"{service['backlog_at_end']:,}, delivered {service['drain_seconds']:.1f} s later",
         f"POST /echo {baseline['rps']:,.0f} req/s",
         ratio,
         f"≥ {TARGET_RUN_EVENT_RATIO}x",

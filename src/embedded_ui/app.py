@@ -36,6 +36,7 @@ from embedded_ui.api.webhooks import user_webhook, workflow_webhook
 from embedded_ui.catalog import load_catalog
 from embedded_ui.cors import handle_cors
 from embedded_ui.credentials import Vault
+from embedded_ui.engine.priority import ApiLoad
 from embedded_ui.engine.runtime import EngineRuntime
 from embedded_ui.errors import exception_handlers
 from embedded_ui.headers import security_headers
@@ -58,6 +59,8 @@ class EmbeddedUI(Litestar):
     """The service: a Litestar app that also answers every dated API prefix Alloy used."""
 
     hot_path: HotPath | None = None
+    api_load: ApiLoad | None = None
+    """Counts the requests in flight, for the in-process worker to give way to them."""
 
     async def __call__(
         self,
@@ -68,12 +71,19 @@ class EmbeddedUI(Litestar):
         if scope["type"] == ScopeType.HTTP:
             http_scope = cast("HTTPScope", scope)
             alias_api_version(http_scope)
-            if self.hot_path is not None:
-                await self.hot_path(
-                    http_scope, cast("Receive", receive), cast("Send", send), self._ordinary
-                )
-            else:
-                await self._ordinary(http_scope, cast("Receive", receive), cast("Send", send))
+            load = self.api_load
+            if load is not None:
+                load.started()
+            try:
+                if self.hot_path is not None:
+                    await self.hot_path(
+                        http_scope, cast("Receive", receive), cast("Send", send), self._ordinary
+                    )
+                else:
+                    await self._ordinary(http_scope, cast("Receive", receive), cast("Send", send))
+            finally:
+                if load is not None:
+                    load.finished()
             return
         await super().__call__(scope, receive, send)
 
@@ -180,9 +190,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=_openapi_config(),
         debug=False,
     )
+    if settings.inprocess_worker:
+        app.api_load = runtime.api_load
     if settings.hot_path and inline is not None and writer is not None:
         app.hot_path = HotPath(
-            inline, writer, tokens, limiter, add_security_headers, released_cache
+            inline, writer, tokens, limiter, add_security_headers, released_cache, runtime
         )
     return app
 

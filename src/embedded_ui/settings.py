@@ -104,6 +104,10 @@ class Settings:
     """The SAQ queue on Redis that API processes and `embedded-ui worker` processes share."""
     worker_concurrency: int = 32
     """Executions one worker process runs at the same time."""
+    worker_busy_rate: float = 100.0
+    """Executions an in-process worker still starts per second while its process's API is
+    busy (engine/priority.py); when the API is quiet it starts as many as it has room for.
+    0: no priority for the API."""
     execution_lease_seconds: float = 30.0
     """How long a worker holds a claimed execution without renewing it (it renews every third
     of this while it runs). A killed worker's executions run again once their lease is out."""
@@ -164,6 +168,7 @@ class Settings:
             inprocess_worker=env.boolean("INPROCESS_WORKER", redis_url is None),
             queue_name=env.text("QUEUE_NAME", "embedded-ui-executions"),
             worker_concurrency=env.integer("WORKER_CONCURRENCY", 32, 1, 1000),
+            worker_busy_rate=env.number("WORKER_BUSY_RATE", 100.0, 0.0, 1_000_000.0),
             execution_lease_seconds=env.number("EXECUTION_LEASE_SECONDS", 30.0, 1.0, 3600.0),
             delivery_timeout_seconds=env.number("DELIVERY_TIMEOUT_SECONDS", 15.0, 0.1, 300.0),
             retry_schedule=env.seconds_list(

@@ -9,6 +9,8 @@ cache) — the service answers here instead, on SQLite's inline reader and group
 writer (store/inline.py, store/writer.py), with the same services' statements, row builders
 and response types:
 
+- ``POST /run/event`` (without an ``Idempotency-Key``) stores its executions through the
+  writer and wakes the workers (api/runs.py's ``run_event_inline``);
 - only a request that succeeds is answered here: anything else — a missing, malformed,
   unknown or revoked key, an unknown user, an invalid body, a duplicate username, an
   ``Origin`` header (CORS), a user token, a query other than the listing's one parameter, a
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 import msgspec
@@ -37,6 +39,7 @@ from litestar.types import HTTPScope, Message, Receive, ReceiveMessage, Scope, S
 from sqlalchemy import Table
 
 from embedded_ui.api.auth import RATE_COUNTED, USER_TOKEN_HEADER, Principal
+from embedded_ui.api.runs import run_event_inline
 from embedded_ui.api.schemas import CreateUserIn, UserOut
 from embedded_ui.api.users import mint_token
 from embedded_ui.errors import EmbeddedUIError, Unauthorized
@@ -51,6 +54,10 @@ from embedded_ui.workspaces import known_key
 from embedded_ui.workspaces.service import KEY_CACHE
 
 log = structlog.get_logger(__name__)
+
+if TYPE_CHECKING:
+    from embedded_ui.engine.runtime import EngineRuntime
+
 Ordinary = Callable[[HTTPScope, Receive, Send], Awaitable[None]]
 Answer = tuple[int, bytes]
 Handler = Callable[[Principal, str, bytes], Awaitable[Answer | None]]
@@ -67,6 +74,7 @@ _LISTING = "/2024-03/integrations"
 # through. The value is decoded as the route's parser does (parse_qsl: UTF-8, percent escapes).
 _USER_QUERY = re.compile(rb"userId=((?:[A-Za-z0-9._~!$'()*,;:@-]|%[0-9A-Fa-f]{2})+)")
 _USER_TOKEN_HEADER = USER_TOKEN_HEADER.encode()
+_RUN_EVENT = "/2024-03/run/event"
 _USER_TABLE = cast("Table", User.__table__)
 MAX_HOT_BODY = 16_384
 """Larger bodies (or ones of unknown length) go to Litestar without being read here."""
@@ -82,6 +90,7 @@ class HotPath:
         limiter: RateLimiter,
         add_headers: Callable[[Message, Scope], Awaitable[None]],
         released: ReleasedCache,
+        runtime: EngineRuntime,
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -90,6 +99,7 @@ class HotPath:
         self.add_headers = add_headers
         self.released = released
         """The listing's cache: the same object as the route's (``app.state.released_cache``)."""
+        self.runtime = runtime
 
     async def __call__(
         self, scope: HTTPScope, receive: Receive, send: Send, ordinary: Ordinary
@@ -134,6 +144,8 @@ class HotPath:
                 return self._token, match.group(1), False
         elif method == "POST" and path == _USERS:
             return self._create_user, "", True
+        elif method == "POST" and path == _RUN_EVENT and not _has_idempotency_key(scope):
+            return self._run_event, "", True
         return None
 
     async def answer(
@@ -228,6 +240,14 @@ class HotPath:
             return None  # e.g. the username is taken: the ordinary path says so (409)
         user = UserOut(row["id"], row["username"], row["full_name"], iso_ms(row["created_at"]))
         return 201, msgspec.json.encode(user)
+
+    async def _run_event(self, principal: Principal, _: str, body: bytes) -> Answer | None:
+        return await run_event_inline(self.reader, self.writer, self.runtime, principal, body)
+
+
+def _has_idempotency_key(scope: HTTPScope) -> bool:
+    """Requests with an ``Idempotency-Key`` keep the ordinary path (replay and remember)."""
+    return any(name == b"idempotency-key" for name, _ in scope["headers"])
 
 
 def _small_json_body_length(scope: HTTPScope) -> int | None:

@@ -1,5 +1,9 @@
 """``/run/event`` and ``/run/workflow``: the ISV's backend starts workflows. The executions are
-stored (queued) in the request's transaction, which commits before the answer is sent."""
+stored (queued) in the request's transaction, which commits before the answer is sent.
+
+On SQLite, ``POST /run/event`` without an ``Idempotency-Key`` is usually answered by
+:func:`run_event_inline` on the hot path (api/hot.py) instead: the same reads, checks, rows and
+wake-up, through the inline reader and the group-commit writer."""
 
 from __future__ import annotations
 
@@ -14,8 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from embedded_ui.api.auth import Principal
 from embedded_ui.api.deps import SERVICES, Users
 from embedded_ui.api.schemas import error_responses
-from embedded_ui.engine.triggers import Triggers
+from embedded_ui.engine.runtime import EngineRuntime
+from embedded_ui.engine.triggers import EXECUTION, Triggers, event_rows_inline
 from embedded_ui.errors import InvalidRequest
+from embedded_ui.store.inline import InlineReader
+from embedded_ui.store.writer import InlineWriter
+from embedded_ui.users import read_inline
 
 IdempotencyKey = Annotated[
     str | None,
@@ -51,6 +59,33 @@ def _answer(execution_ids: list[str]) -> dict[str, Any]:
     count = len(execution_ids)
     message = f"Queued {count} execution{'s' if count != 1 else ''}."
     return {"message": message, "executionIds": execution_ids}
+
+
+async def run_event_inline(
+    reader: InlineReader,
+    writer: InlineWriter,
+    runtime: EngineRuntime,
+    principal: Principal,
+    body: bytes,
+) -> tuple[int, bytes] | None:
+    """``run_event`` (without an Idempotency-Key) for the hot path: the status and body it
+    would answer, once the executions are committed and the workers woken; ``None`` for
+    anything but a success, having written nothing, so that the ordinary path decides."""
+    try:
+        data = msgspec.json.decode(body, type=RunEventIn)
+    except msgspec.MsgspecError:
+        return None
+    user = read_inline(reader, principal.scope, data.user_id)
+    if user is None:
+        return None
+    rows = event_rows_inline(reader, principal.scope, user.id, data.event, data.data)
+    if rows is None:
+        return None
+    if rows and not await writer.insert([(EXECUTION, row) for row in rows]):
+        return None
+    answer = _answer([row["id"] for row in rows])
+    await runtime.queued(answer["executionIds"])
+    return 202, msgspec.json.encode(msgspec.convert(answer, RunOut))
 
 
 async def _commit_and_wake(

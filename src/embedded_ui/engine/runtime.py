@@ -27,6 +27,7 @@ from embedded_ui.engine.delivery import Deliverer
 from embedded_ui.engine.destination_inserts import DestinationPool
 from embedded_ui.engine.endpoints import Endpoints
 from embedded_ui.engine.inbound import Inbound
+from embedded_ui.engine.priority import ApiLoad, DeliveryBudget
 from embedded_ui.engine.queue import ExecutionQueue, Finished
 from embedded_ui.engine.retention import purge_loop
 from embedded_ui.engine.runner import Runner
@@ -85,12 +86,15 @@ class EngineRuntime:
             service_values=service_values,
         )
         self.inbound = Inbound(engine, vault, apps)
+        self.api_load = ApiLoad()
+        """This process's API requests, which its in-process worker gives way to."""
         self.worker = Worker(
             self.queue,
             self.runner,
             settings.worker_concurrency,
             on_finished=self._after,
             poll_seconds=poll_seconds,
+            budget=DeliveryBudget(self.api_load, settings.worker_busy_rate),
         )
         self._run_worker = run_worker
         self._saq: Any = None

@@ -17,7 +17,7 @@ from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from embedded_ui.errors import Conflict, NotFound, Unprocessable
+from embedded_ui.errors import Conflict, EmbeddedUIError, NotFound, Unprocessable
 from embedded_ui.store import (
     CustomEvent,
     Execution,
@@ -30,6 +30,7 @@ from embedded_ui.store import (
     new_id,
     utcnow,
 )
+from embedded_ui.store.inline import InlineReader
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 EXECUTION = cast(Table, Execution.__table__)
@@ -59,6 +60,7 @@ _ACTIVE_INSTALLATIONS = (
     .order_by(ParentWorkflow.position, Installation.id)
 )
 _ONE_WORKFLOW = _ACTIVE_INSTALLATIONS.where(Installation.workflow_id == bindparam("workflow_id"))
+_DEFINITION = select(WorkflowVersion.definition).where(WorkflowVersion.id == bindparam("id"))
 _definitions: dict[str, dict[str, Any]] = {}
 """Released workflow definitions by version id: they never change, so every process keeps
 the ones it has read."""
@@ -103,6 +105,95 @@ class Candidate:
     workflow_id: str
     version_id: str
     version_number: int
+
+
+def matching(
+    candidates: Sequence[Candidate], definitions: Mapping[str, dict[str, Any]], event: str
+) -> list[Candidate]:
+    """The candidates whose installed version's trigger is the custom event ``event``."""
+    found = []
+    for candidate in candidates:
+        trigger = definitions.get(candidate.version_id, {}).get("trigger", {})
+        if trigger.get("type") == "custom_event" and trigger.get("event") == event:
+            found.append(candidate)
+    return found
+
+
+def execution_rows(
+    scope: Scope,
+    user_id: str,
+    candidates: Sequence[Candidate],
+    trigger_type: str,
+    trigger: dict[str, Any],
+    rerun_of: str | None = None,
+) -> list[dict[str, Any]]:
+    """One queued execution row per candidate, as both paths store them."""
+    now = utcnow()
+    return [
+        {
+            "id": new_id(),
+            "workspace_id": scope.workspace_id,
+            "environment": scope.environment,
+            "user_id": user_id,
+            "workflow_id": c.workflow_id,
+            "installation_id": c.installation_id,
+            "version_number": c.version_number,
+            "trigger_type": trigger_type,
+            "trigger": trigger,
+            "status": "queued",
+            "attempt": 0,
+            "available_at": now,
+            "results": [],
+            "rerun_of": rerun_of,
+            "created_at": now,
+        }
+        for c in candidates
+    ]
+
+
+def _tenant(scope: Scope) -> dict[str, str]:
+    return {"workspace_id": scope.workspace_id, "environment": scope.environment}
+
+
+def _remember_definitions(found: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    if len(_definitions) > 10_000:
+        _definitions.clear()
+    for version_id, definition in found:
+        _definitions[version_id] = definition
+
+
+def _known_definitions(version_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    return {v: _definitions[v] for v in version_ids if v in _definitions}
+
+
+def event_rows_inline(
+    reader: InlineReader, scope: Scope, user_id: str, event: str, data: Any
+) -> list[dict[str, Any]] | None:
+    """``Triggers.for_event``'s execution rows, read on the inline reader (api/hot.py) by the
+    same statements, matching and row builder; ``None`` for anything but a success (an
+    unknown event, data the schema refuses, SQLite not answering at once), which the
+    ordinary path then decides and explains."""
+    tenant = _tenant(scope)
+    schemas = reader.rows(_EVENT_SCHEMA, {**tenant, "name": event})
+    if not schemas or schemas[0][0] is None:
+        return None
+    try:
+        check_event_data(event, schemas[0][0], data)
+    except EmbeddedUIError:
+        return None
+    rows = reader.rows(_ACTIVE_INSTALLATIONS, {**tenant, "user_id": user_id})
+    if rows is None:
+        return None
+    candidates = [Candidate(*row) for row in rows]
+    read = []
+    for version_id in {c.version_id for c in candidates} - _definitions.keys():
+        definition = reader.rows(_DEFINITION, {"id": version_id})
+        if definition is None:
+            return None
+        read += [(version_id, d) for (d,) in definition]
+    _remember_definitions(read)
+    found = matching(candidates, _known_definitions([c.version_id for c in candidates]), event)
+    return execution_rows(scope, user_id, found, "custom_event", _as_object(data))
 
 
 class Triggers:
@@ -154,10 +245,7 @@ class Triggers:
     # -- matching ---------------------------------------------------------------------------
 
     def _tenant(self) -> dict[str, str]:
-        return {
-            "workspace_id": self._scope.workspace_id,
-            "environment": self._scope.environment,
-        }
+        return _tenant(self._scope)
 
     async def _active_installations(
         self, user_id: str, workflow_id: str | None = None
@@ -175,14 +263,8 @@ class Triggers:
                     WorkflowVersion.id.in_(missing)
                 )
             )
-            if len(_definitions) > 10_000:
-                _definitions.clear()
-            for version_id, definition in rows:
-                _definitions[version_id] = definition
-        found: dict[str, dict[str, Any]] = {
-            v: _definitions[v] for v in version_ids if v in _definitions
-        }
-        return found
+            _remember_definitions([(version_id, definition) for version_id, definition in rows])
+        return _known_definitions(version_ids)
 
     async def event_schema(self, event: str) -> dict[str, Any]:
         schema = await self._session.scalar(_EVENT_SCHEMA, {**self._tenant(), "name": event})
@@ -197,12 +279,8 @@ class Triggers:
         check_event_data(event, await self.event_schema(event), data)
         candidates = await self._active_installations(user_id)
         definitions = await self.definitions([c.version_id for c in candidates])
-        matching = []
-        for candidate in candidates:
-            trigger = definitions.get(candidate.version_id, {}).get("trigger", {})
-            if trigger.get("type") == "custom_event" and trigger.get("event") == event:
-                matching.append(candidate)
-        return await self._queue(user_id, matching, "custom_event", _as_object(data))
+        found = matching(candidates, definitions, event)
+        return await self._queue(user_id, found, "custom_event", _as_object(data))
 
     async def for_workflow(
         self, user_id: str, workflow_id: str, data: Any, trigger_type: str = "manual"
@@ -246,30 +324,9 @@ class Triggers:
         """Store one queued execution per candidate (one Core INSERT); their ids."""
         if not candidates:
             return []
-        now = utcnow()
-        ids = [new_id() for _ in candidates]
-        rows: list[dict[str, Any]] = [
-            {
-                "id": execution_id,
-                "workspace_id": self._scope.workspace_id,
-                "environment": self._scope.environment,
-                "user_id": user_id,
-                "workflow_id": c.workflow_id,
-                "installation_id": c.installation_id,
-                "version_number": c.version_number,
-                "trigger_type": trigger_type,
-                "trigger": trigger,
-                "status": "queued",
-                "attempt": 0,
-                "available_at": now,
-                "results": [],
-                "rerun_of": rerun_of,
-                "created_at": now,
-            }
-            for execution_id, c in zip(ids, candidates, strict=True)
-        ]
+        rows = execution_rows(self._scope, user_id, candidates, trigger_type, trigger, rerun_of)
         await self._session.execute(insert(EXECUTION), rows)
-        return ids
+        return [row["id"] for row in rows]
 
     async def rerun(self, workflow_id: str, execution_id: str, user_id: str | None) -> str:
         """A new execution of the same installation with the same trigger data."""

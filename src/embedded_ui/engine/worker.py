@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
+from embedded_ui.engine.priority import DeliveryBudget
 from embedded_ui.engine.queue import Claimed, ExecutionQueue, Finished
 from embedded_ui.engine.runner import Loaded, Runner
 
@@ -36,8 +37,10 @@ class Worker:
         concurrency: int,
         on_finished: OnFinished | None = None,
         poll_seconds: float = POLL_SECONDS,
+        budget: DeliveryBudget | None = None,
     ) -> None:
         self._queue = queue
+        self._budget = budget  # in the API's processes: what to claim while it is busy
         self._runner = runner
         self._concurrency = concurrency
         self._on_finished = on_finished
@@ -111,12 +114,19 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
                 continue
+            if self._budget is not None:
+                free = self._budget.allowance(free)
+                if free <= 0:  # the API is busy and this second's deliveries have started
+                    await asyncio.sleep(self._budget.wait())
+                    continue
             try:
                 claimed = await self._queue.claim(free)
             except Exception:
                 log.exception("claiming executions failed; retrying")
                 await asyncio.sleep(self._poll)
                 continue
+            if self._budget is not None:
+                self._budget.spend(len(claimed))
             if claimed:
                 await self._run_batch(claimed)
                 continue  # there may be more: ask again (or wait for a slot) before sleeping

@@ -1,0 +1,81 @@
+"""The in-process worker gives way to a busy API, down to its guaranteed rate (priority.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from embedded_ui.engine import priority
+from embedded_ui.engine.priority import BUSY_HOLD_SECONDS, ApiLoad, DeliveryBudget
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(priority.time, "monotonic", fake)
+    return fake
+
+
+def _requests(load: ApiLoad, count: int) -> None:
+    for _ in range(count):
+        load.started()
+
+
+def test_requests_one_at_a_time_never_hold_deliveries_back(clock: Clock) -> None:
+    load = ApiLoad()
+    budget = DeliveryBudget(load, rate=100)
+    for _ in range(1000):
+        load.started()
+        assert budget.allowance(32) == 32  # the worker is woken while the request is in flight
+        budget.spend(1)
+        load.finished()
+        clock.now += 0.001
+    _requests(load, 2)  # two at once is not a queue either
+    assert budget.allowance(32) == 32
+
+
+def test_a_busy_api_gets_priority_and_deliveries_keep_their_minimum_rate(clock: Clock) -> None:
+    load = ApiLoad()
+    budget = DeliveryBudget(load, rate=100)
+    _requests(load, 3)  # queued up: busy
+    assert load.busy_for(clock.now) == pytest.approx(BUSY_HOLD_SECONDS)
+    started = 0
+    for _ in range(1000):  # 10 seconds of a saturated API, the worker asking every 10 ms
+        allowed = budget.allowance(32)
+        budget.spend(allowed)
+        started += allowed
+        load.finished()
+        load.started()  # the next request, with two others still in flight
+        clock.now += 0.01
+    assert 990 <= started <= 1010  # 100 a second, not 0 and not 32 every time
+    assert budget.allowance(32) == 1
+    budget.spend(1)
+    assert budget.allowance(32) == 0
+    assert 0 < budget.wait() <= 0.01
+
+
+def test_the_worker_catches_up_as_soon_as_the_api_is_quiet(clock: Clock) -> None:
+    load = ApiLoad()
+    budget = DeliveryBudget(load, rate=100)
+    _requests(load, 5)
+    budget.spend(budget.allowance(32))
+    assert budget.allowance(32) == 0
+    for _ in range(5):
+        load.finished()
+    assert budget.wait() <= BUSY_HOLD_SECONDS
+    clock.now += BUSY_HOLD_SECONDS
+    assert budget.allowance(32) == 32
+
+
+def test_rate_zero_switches_the_priority_off(clock: Clock) -> None:
+    load = ApiLoad()
+    budget = DeliveryBudget(load, rate=0)
+    _requests(load, 50)
+    assert budget.allowance(32) == 32
