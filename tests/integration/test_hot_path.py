@@ -78,6 +78,11 @@ async def pair(
         yield hot, ordinary, spy
 
 
+def _typo(key: str) -> str:
+    """The key with its last character changed (so its checksum no longer matches)."""
+    return key[:-1] + ("x" if key[-1] != "x" else "y")
+
+
 def _comparable_headers(response: Response) -> dict[str, str]:
     headers = {name: value for name, value in response.headers.items() if name != "date"}
     if "allow" in headers:  # Litestar lists a 405's methods from a set, in no fixed order
@@ -168,7 +173,7 @@ async def test_everything_else_falls_through_and_gets_the_ordinary_answer(
         (user_path, {}),  # no key: 401
         (user_path, {"Authorization": "Bearer eui_dev_not-a-key"}),  # malformed: 401
         (user_path, {"Authorization": tenant.key}),  # no scheme: 401
-        (user_path, {"Authorization": f"Bearer {tenant.key[:-1]}x"}),  # checksum: 401
+        (user_path, {"Authorization": f"Bearer {_typo(tenant.key)}"}),  # checksum: 401
         (user_path, {**tenant.headers, "Origin": "https://isv.example"}),  # CORS stays put
         (f"{user_path}/", tenant.headers),  # trailing slash
         (f"{USERS}/batch", tenant.headers),  # static sibling: 405
@@ -456,7 +461,7 @@ async def test_every_other_listing_request_falls_through(
         (f"{LISTING}/?userId=merchant", tenant.headers, 200),  # trailing slash
         (mine, {**tenant.headers, "Origin": "https://isv.example"}, 200),  # CORS stays put
         (mine, {}, 401),  # no key
-        (mine, {"Authorization": f"Bearer {tenant.key[:-1]}x"}, 401),  # checksum
+        (mine, {"Authorization": f"Bearer {_typo(tenant.key)}"}, 401),  # checksum
         # User tokens: the ordinary path decides (it may only name its own user).
         (LISTING, {"x-alloy-user-token": token["token"]}, 200),
         (mine, {"x-alloy-user-token": token["token"]}, 404),
