@@ -202,4 +202,3 @@ def describe_credential(credential: Credential) -> dict[str, Any]:
         "details": credential.details,
         "createdAt": iso_ms(credential.created_at),
     }
-
