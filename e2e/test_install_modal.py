@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,22 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Frame, FrameLocator, Page, Request, expect
+from playwright.sync_api import (
+    BrowserContext,
+    Frame,
+    FrameLocator,
+    Page,
+    Request,
+    Response,
+    Route,
+    expect,
+)
 
 from e2e.conftest import E2ESandbox, run_cli
+from embedded_ui.credentials import Vault, credential_aad
 from embedded_ui.demo_host import DemoHost
 from embedded_ui.paths import EXAMPLES_DIR
+from embedded_ui.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -123,6 +135,39 @@ def seen(context: BrowserContext) -> list[str]:
     return urls
 
 
+@dataclass
+class GivenTokens:
+    """The ISV backend's answers to this page's ``/token`` requests: the user tokens the
+    page passed to ``Alloy.setToken``."""
+
+    answers: list[Response]
+
+    def read(self) -> list[str]:
+        return [str(answer.json()["token"]) for answer in self.answers]
+
+
+@pytest.fixture
+def given_tokens(page: Page, isv: Isv) -> GivenTokens:
+    tokens = GivenTokens([])
+    prefix = f"{isv.host.url.rstrip('/')}/token?"
+    page.on("response", lambda r: tokens.answers.append(r) if r.url.startswith(prefix) else None)
+    return tokens
+
+
+def stored_secret(env: dict[str, str], credential_id: str) -> dict[str, Any]:
+    """What the service sealed for a credential (the tokens the sandbox issued), opened with
+    the live server's own vault keys from its own database."""
+    settings = Settings.from_env(env)
+    path = settings.database_url.split(":///", 1)[1]
+    with sqlite3.connect(path) as db:
+        workspace_id, environment, key_id, blob = db.execute(
+            "SELECT workspace_id, environment, key_id, ciphertext FROM credential WHERE id = ?",
+            (credential_id,),
+        ).fetchone()
+    aad = credential_aad(workspace_id, environment, credential_id)
+    return Vault(settings.vault_keys).open(key_id, bytes(blob), aad)
+
+
 def sign_in(page: Page, isv: Isv, username: str) -> None:
     page.goto(isv.host.url)
     page.fill("#username", username)
@@ -167,7 +212,12 @@ def user_token_of(page: Page) -> str:
 
 
 def test_install_with_oauth_in_a_popup_calls_back_once_and_installs(
-    page: Page, isv: Isv, artifacts_dir: Path, seen: list[str]
+    page: Page,
+    isv: Isv,
+    artifacts_dir: Path,
+    seen: list[str],
+    given_tokens: GivenTokens,
+    live_server_env: dict[str, str],
 ) -> None:
     page.set_viewport_size({"width": 1280, "height": 860})
     sign_in(page, isv, "oauth-merchant")
@@ -221,7 +271,20 @@ def test_install_with_oauth_in_a_popup_calls_back_once_and_installs(
 
     (integration,) = isv.listing("oauth-merchant")
     assert all(w["installed"] and w["active"] for w in integration["workflows"])
-    assert_no_secret_in_urls(seen, user_token_of(page)[:40], isv.key, isv.sandbox.client_secret)
+    # The exact tokens the SDK was given, and the tokens the sandbox issued (opened from the
+    # service's vault), are in no URL any page, popup or frame of this browser asked for.
+    tokens = given_tokens.read()
+    assert tokens and all(token.startswith("eyJ") for token in tokens)
+    issued = stored_secret(live_server_env, credential["credentialId"])
+    assert issued["access_token"] and issued["refresh_token"]
+    assert_no_secret_in_urls(
+        seen,
+        *tokens,
+        issued["access_token"],
+        issued["refresh_token"],
+        isv.key,
+        isv.sandbox.client_secret,
+    )
     assert not any("token=" in url for url in seen)
 
 
@@ -253,7 +316,7 @@ def test_the_outcome_reaches_the_modal_when_the_opener_link_is_cut(
 
 
 def test_an_api_key_the_app_refuses_shows_its_reason_then_the_right_one_installs(
-    page: Page, isv: Isv, artifacts_dir: Path, seen: list[str]
+    page: Page, isv: Isv, artifacts_dir: Path, seen: list[str], given_tokens: GivenTokens
 ) -> None:
     page.set_viewport_size({"width": 360, "height": 740})
     sign_in(page, isv, "key-merchant")
@@ -283,7 +346,70 @@ def test_an_api_key_the_app_refuses_shows_its_reason_then_the_right_one_installs
     expect(page.locator("iframe[src*='/modal/']")).to_have_count(0, timeout=STEP_TIMEOUT)
     (result,) = callbacks(page)
     assert result["success"] is True and len(result["workflowIds"]) == 2
-    assert_no_secret_in_urls(seen, wrong, right)
+    assert_no_secret_in_urls(seen, wrong, right, *given_tokens.read())
+
+
+def test_try_again_repeats_the_failed_step_and_then_succeeds(
+    page: Page, isv: Isv, artifacts_dir: Path
+) -> None:
+    """The error view's "Try again" sends the failed step again. The install step's first
+    request is lost on the way (the network drops it); Try again installs, and the page hears
+    of it exactly once."""
+    attempts: list[str] = []
+
+    def drop_the_first_install(route: Route) -> None:
+        body = json.loads(route.request.post_data or "{}")
+        if body.get("action") == "install":
+            attempts.append(route.request.url)
+            if len(attempts) == 1:
+                route.abort("connectionreset")
+                return
+        route.continue_()
+
+    page.context.route("**/modal/api/step", drop_the_first_install)
+    sign_in(page, isv, "retrier")
+    page.click("button[data-integration]")
+    frame = modal(page)
+    frame.locator("button[type=submit]").click()
+    expect(frame.locator("[data-step=auth]")).to_be_visible(timeout=STEP_TIMEOUT)
+    frame.get_by_label("Sandbox API key").fill(isv.sandbox.new_key())
+    frame.get_by_role("button", name="Save API key").click()
+    expect(frame.locator("[data-step=configure]")).to_be_visible(timeout=STEP_TIMEOUT)
+    frame.locator("button[type=submit]").click()
+    expect(frame.locator("[data-step=review]")).to_be_visible(timeout=STEP_TIMEOUT)
+    frame.get_by_role("button", name="Install").click()
+
+    error = frame.locator("#eui-error")
+    expect(error).to_be_visible(timeout=STEP_TIMEOUT)
+    retry = error.get_by_role("button", name="Try again")
+    expect(retry).to_be_focused()
+    shot(page, artifacts_dir, "error-try-again")
+    assert len(attempts) == 1
+    assert callbacks(page) == []
+    assert not any(w["installed"] for w in isv.listing("retrier")[0]["workflows"])
+
+    retry.click()
+    expect(page.locator("iframe[src*='/modal/']")).to_have_count(0, timeout=STEP_TIMEOUT)
+    page.wait_for_timeout(300)  # a second callback, if the SDK were to fire one, lands here
+    assert len(attempts) == 2
+    (result,) = callbacks(page)
+    assert result["success"] is True and len(result["workflowIds"]) == 2
+    (integration,) = isv.listing("retrier")
+    assert all(w["installed"] for w in integration["workflows"])
+
+
+def test_a_click_on_the_backdrop_closes_the_modal_and_calls_back_once(page: Page, isv: Isv) -> None:
+    sign_in(page, isv, "backdrop")
+    page.click("button[data-integration]")
+    frame = modal(page)
+    expect(frame.locator("[data-step=workflows]")).to_be_visible(timeout=STEP_TIMEOUT)
+    # A click inside the dialog does not close it.
+    frame.locator("#eui-title").click()
+    expect(page.locator("iframe[src*='/modal/']")).to_have_count(1)
+    frame.locator(".eui-backdrop").click(position={"x": 5, "y": 5})
+    expect(page.locator("iframe[src*='/modal/']")).to_have_count(0, timeout=STEP_TIMEOUT)
+    page.wait_for_timeout(300)  # a second callback, if the SDK were to fire one, lands here
+    assert callbacks(page) == [{"success": False}]
 
 
 def test_the_modal_is_usable_with_the_keyboard_alone(page: Page, isv: Isv) -> None:

@@ -18,9 +18,10 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from embedded_ui.catalog import CatalogError, load_catalog
-from embedded_ui.credentials import Vault, rotate_vault
+from embedded_ui.credentials import Vault
 from embedded_ui.errors import EmbeddedUIError
 from embedded_ui.integrations import Change, DefinitionError, IntegrationService, load_paths
+from embedded_ui.rotation import rotate_vault
 from embedded_ui.settings import Settings, SettingsError, new_key_value
 from embedded_ui.store import ENVIRONMENTS, Scope, create_engine, current_revision, migrate
 from embedded_ui.workspaces import WorkspaceService, describe_key
@@ -448,17 +449,22 @@ def vault() -> None:
 @vault.command("rotate")
 @json_option
 def vault_rotate(as_json: bool) -> None:
-    """Re-encrypt every credential under the first key of EMBEDDED_UI_VAULT_KEYS."""
+    """Re-encrypt everything the vault sealed under the first key of EMBEDDED_UI_VAULT_KEYS:
+    credentials, OAuth clients, OAuth flows, installations' webhook secrets, Stream Data
+    endpoints' signing secrets and destinations."""
     settings = _settings()
 
-    async def work(session: AsyncSession) -> int:
+    async def work(session: AsyncSession) -> dict[str, int]:
         return await rotate_vault(session, Vault(settings.vault_keys))
 
-    count = _run(work)
+    counts = _run(work)
+    total = sum(counts.values())
+    kid = settings.vault_keys[0].kid
+    detail = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in counts.items())
     _emit(
         as_json,
-        {"rotated": count, "keyId": settings.vault_keys[0].kid},
-        f"Re-encrypted {count} credentials under key {settings.vault_keys[0].kid}.",
+        {"rotated": total, "keyId": kid, "tables": counts},
+        f"Re-encrypted {total} sealed values under key {kid} ({detail}).",
     )
 
 

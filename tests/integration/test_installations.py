@@ -11,24 +11,31 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from litestar.serialization import encode_json
+from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from conftest import BIGCOMMERCE_REJECTED, SandboxProcess
+from conftest import BIGCOMMERCE_REJECTED, PUBLIC_URL, SandboxProcess
 from embedded_ui.api.integrations import IntegrationsListOut
+from embedded_ui.app import create_app
 from embedded_ui.catalog import load_catalog
-from embedded_ui.credentials import Vault, VaultError, credential_aad
+from embedded_ui.credentials import CredentialService, Vault, VaultError, credential_aad
+from embedded_ui.engine.destinations import DestinationService
 from embedded_ui.integrations import InstallationService
-from embedded_ui.settings import Settings
+from embedded_ui.rotation import SEALED
+from embedded_ui.settings import Settings, VaultKey
 from embedded_ui.store import Credential, Installation, Scope, User
+from oauth_driver import OAuthDriver
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "fulfillmently"
@@ -1081,9 +1088,56 @@ def _b64(secret: bytes) -> str:
     return base64.urlsafe_b64encode(secret).rstrip(b"=").decode()
 
 
-async def test_vault_rotate_reseals_under_the_new_first_key(
+def _sandbox_delivery(sandbox: SandboxProcess, order_id: str) -> dict[str, Any]:
+    """The sandbox's signed ``order.created`` delivery for that order (its own attempt went
+    to the unreachable public URL; the test carries it to the service)."""
+    deadline = time.monotonic() + 10
+    while True:
+        listed = httpx.get(
+            f"{sandbox.url}/_sandbox/deliveries",
+            params={"event": "order.created"},
+            headers=sandbox.admin,
+            timeout=10,
+        ).json()["data"]
+        for delivery in listed:
+            if f'"id":"{order_id}"' in delivery["body"]:
+                found: dict[str, Any] = delivery
+                return found
+        assert time.monotonic() < deadline, "the sandbox never recorded the delivery"
+        time.sleep(0.05)
+
+
+async def test_vault_rotate_reseals_every_sealed_column_under_the_new_first_key(
     world: World, settings: Settings, tmp_path: Path
 ) -> None:
+    """One row of each sealed kind, made through the API under the development key; `vault
+    rotate` with a new key first; then a service holding the new key alone opens every one of
+    them through its own routes and services."""
+    # Sealed under the development key: two credentials (the world's), an installation's
+    # webhook secret, an OAuth client and an OAuth flow, a Stream Data endpoint, a destination.
+    await world.install_sandbox()
+    (hooked,) = [row for row in await world.installations() if row.webhook_ciphertext]
+    token = await world.client.get(f"{V}/users/{world.user_id}/token", headers=world.headers)
+    oauth = OAuthDriver(
+        client=world.client,
+        sandbox=world.sandbox,
+        api_headers=world.headers,
+        user_id=world.user_id,
+        user_headers={"x-alloy-user-token": token.json()["token"]},
+        responses=[],
+    )
+    assert (await oauth.configure_client()).status_code == 200
+    flow = await oauth.new_flow()
+    endpoint = await world.client.post(
+        f"{V}/stream-endpoints", json={"url": "https://hooks.example.com/in"}, headers=world.headers
+    )
+    assert endpoint.status_code == 200, endpoint.text
+    warehouse = f"postgresql://loader:{secrets.token_hex(8)}@93.184.216.34:5432/warehouse"
+    saved = await world.client.put(
+        f"{V}/destinations/warehouse", json={"url": warehouse}, headers=world.headers
+    )
+    assert saved.status_code == 200, saved.text
+
     dev = Settings.from_env({}).vault_keys[0]
     new_secret = os.urandom(32)
     keys = f"new:{_b64(new_secret)},{dev.kid}:{_b64(dev.secret)}"
@@ -1109,31 +1163,98 @@ async def test_vault_rotate_reseals_under_the_new_first_key(
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
-    assert rotate() == {"rotated": 2, "keyId": "new"}
-    assert rotate() == {"rotated": 0, "keyId": "new"}
-
-    rotated = Vault(Settings.from_env({"EMBEDDED_UI_VAULT_KEYS": keys}).vault_keys)
-    only_new = Vault(
-        Settings.from_env({"EMBEDDED_UI_VAULT_KEYS": f"new:{_b64(new_secret)}"}).vault_keys
-    )
-    only_old = Vault(Settings.from_env({}).vault_keys)
-    secrets_by_app = {
-        "sandbox": {"access_token": world.sandbox_secret},
-        "bigcommerce": {"store_hash": "abc123xyz", "access_token": world.bigcommerce_secret},
+    every = {
+        "credential": 2,
+        "oauth_client": 1,
+        "oauth_flow": 1,
+        "installation_webhook": 1,
+        "stream_endpoint": 1,
+        "destination": 1,
     }
+    assert rotate() == {"rotated": 7, "keyId": "new", "tables": every}
+    assert rotate() == {"rotated": 0, "keyId": "new", "tables": dict.fromkeys(every, 0)}
 
+    # At rest: every sealed value is under the new key, opens with it alone (with its owner's
+    # associated data) and no longer with the old one.
+    new_key = VaultKey("new", new_secret)
+    only_new = Vault((new_key,))
+    only_old = Vault(Settings.from_env({}).vault_keys)
     async with world.db() as session:
-        rows = list(await session.scalars(select(Credential)))
-    assert {row.key_id for row in rows} == {"new"}
-    for row in rows:
-        aad = credential_aad(row.workspace_id, row.environment, row.id)
-        assert rotated.open(row.key_id, row.ciphertext, aad) == secrets_by_app[row.app]
-        assert only_new.open(row.key_id, row.ciphertext, aad) == secrets_by_app[row.app]
-        with pytest.raises(VaultError):
-            only_old.open(row.key_id, row.ciphertext, aad)
-    # The service, still on the old key list, lists them (it never needs to open them).
-    listed = await world.client.get(f"{V}/users/{world.user_id}/credentials", headers=world.headers)
-    assert len(listed.json()["data"]) == 2
+        for sealed in SEALED:
+            rows = (
+                await session.execute(
+                    select(
+                        sealed.model.id,
+                        sealed.model.workspace_id,
+                        sealed.model.environment,
+                        sealed.key_id,
+                        sealed.ciphertext,
+                    ).where(sealed.key_id.is_not(None))
+                )
+            ).all()
+            assert len(rows) == every[sealed.name], sealed.name
+            for row_id, workspace_id, environment, key_id, blob in rows:
+                aad = sealed.aad(workspace_id, environment, row_id)
+                assert key_id == "new", sealed.name
+                only_new.open(key_id, blob, aad)
+                with pytest.raises(VaultError):
+                    only_old.open(key_id, blob, aad)
+
+    # A service configured with the new key alone (the old one removed from its settings).
+    app = create_app(replace(settings, vault_keys=(new_key,)))
+    async with AsyncTestClient(app, base_url=PUBLIC_URL) as client:
+        # Credentials: the service opens each to the secret that was saved.
+        async with world.db() as session:
+            service = CredentialService(
+                session, Scope(world.tenant.workspace_id, world.tenant.environment), only_new, {}
+            )
+            opened = {
+                row.app: service.secret(row) for row in await session.scalars(select(Credential))
+            }
+        assert opened == {
+            "sandbox": {"access_token": world.sandbox_secret},
+            "bigcommerce": {"store_hash": "abc123xyz", "access_token": world.bigcommerce_secret},
+        }
+        # Stream Data endpoint: listed with the same signing secret.
+        listed = await client.get(f"{V}/stream-endpoints", headers=world.headers)
+        assert listed.status_code == 200, listed.text
+        assert [e["secret"] for e in listed.json()["data"]] == [endpoint.json()["secret"]]
+        # Destination: listed (masked), and its full URL opens for the runner.
+        shown = await client.get(f"{V}/destinations", headers=world.headers)
+        assert shown.status_code == 200, shown.text
+        assert [d["url"] for d in shown.json()["data"]] == [saved.json()["url"]]
+        async with world.db() as session:
+            destinations = DestinationService(
+                session, Scope(world.tenant.workspace_id, world.tenant.environment), only_new
+            )
+            full = await destinations.url("warehouse")
+        assert full == warehouse.replace("postgresql://", "postgresql+asyncpg://")
+        # OAuth flow and client: the flow made before the rotation completes (its connection
+        # values and the client secret for the token request are opened).
+        oauth.client = client
+        start = await oauth.open_popup(flow["startUrl"])
+        assert start.status_code == 302, start.text
+        consent = await oauth.consent(start.headers["location"])
+        assert consent.status_code == 302, consent.text
+        back = await oauth.come_back(consent.headers["location"])
+        assert back.status_code == 200, back.text
+        assert (await oauth.flow(flow["flowId"]))["status"] == "succeeded"
+        # Installation webhook secret: the sandbox's signed delivery is accepted.
+        async with httpx.AsyncClient(timeout=10) as shop:
+            created = await shop.post(
+                f"{world.sandbox.url}/api/orders",
+                json={"total": "12.50"},
+                headers={"Authorization": f"Bearer {world.sandbox_secret}"},
+            )
+        assert created.status_code == 201, created.text
+        delivery = _sandbox_delivery(world.sandbox, created.json()["id"])
+        assert delivery["url"] == (f"{PUBLIC_URL}/webhooks/{hooked.workflow_id}/{world.user_id}")
+        accepted = await client.post(
+            delivery["url"].removeprefix(PUBLIC_URL),
+            content=delivery["body"].encode(),
+            headers=delivery["headers"],
+        )
+        assert accepted.status_code == 202, accepted.text
 
 
 @pytest.mark.parametrize(

@@ -606,3 +606,99 @@ async def test_an_environment_theme_styles_its_page_and_a_mount_call_wins(
     assert "/page/theme.css?accent=%23123456&amp;radius=4px" in mounted.text
     other = await client.get(f"/page/{tenant.workspace_id}/production")
     assert "theme.css" not in other.text
+
+
+# --- versionIds ---------------------------------------------------------------------------------
+
+
+async def released_version_ids(shop: Shop) -> dict[str, list[str]]:
+    """Workflow id → its released version ids, oldest first."""
+    found = {}
+    for workflow_id in shop.workflows.values():
+        response = await shop.client.get(
+            f"{V}/workflows/{workflow_id}/versions", headers=shop.tenant.headers
+        )
+        assert response.status_code == 200, response.text
+        found[workflow_id] = [
+            v["versionId"] for v in response.json()["data"] if v["status"] == "released"
+        ]
+    return found
+
+
+async def test_version_ids_must_name_the_latest_released_versions(shop: Shop) -> None:
+    orders, status = shop.workflows["orders"], shop.workflows["status"]
+    first = await released_version_ids(shop)
+    v1 = {orders: first[orders][0], status: first[status][0]}
+    params = {"integrationId": shop.integration_id, "versionIds": [v1[orders], v1[status]]}
+    start = await shop.step(params=params)
+    assert start["step"] == "workflows"
+
+    # A new release of the status workflow makes its version 1 stale.
+    files = shop_files()
+    for file in files:
+        file["content"] = file["content"].replace(
+            "name: Update the Sandbox order status when a fulfillment is updated",
+            "name: Sandbox status updates",
+        )
+    applied = await shop.client.post(
+        f"{V}/manage/apply", json={"files": files, "release": True}, headers=shop.tenant.headers
+    )
+    assert applied.status_code == 200, applied.text
+    now = await released_version_ids(shop)
+    assert now[orders] == [v1[orders]] and len(now[status]) == 2
+    v2 = now[status][1]
+
+    for stale in ([v1[orders], v1[status]], [v1[status]], ["0" * 24]):
+        refused = await shop.step(
+            params={"integrationId": shop.integration_id, "versionIds": stale}, expect=422
+        )
+        assert refused["field"] == "versionIds"
+        assert (
+            f"versionIds: {stale[-1]!r} is not the latest released version" in (refused["message"])
+        )
+    # A modal opened before the release is refused at its next step too: nothing stale is
+    # installed.
+    continued = await shop.step(
+        "choose",
+        start["state"],
+        params=params,
+        given={"workflowIds": [orders, status]},
+        expect=422,
+    )
+    assert continued["field"] == "versionIds"
+
+    # The latest versions are accepted and installed.
+    latest = {"integrationId": shop.integration_id, "versionIds": [v1[orders], v2]}
+    first_step = await shop.step(params=latest)
+    auth = await shop.step(
+        "choose", first_step["state"], params=latest, given={"workflowIds": [orders, status]}
+    )
+    assert auth["step"] == "auth"
+    configure = await shop.step(
+        "credential",
+        auth["state"],
+        params=latest,
+        given={"type": "api_key", "fields": {"access_token": shop.sandbox.new_key()}},
+    )
+    assert configure["step"] == "configure", configure["html"]
+    review = await shop.step(
+        "configure",
+        configure["state"],
+        params=latest,
+        given={
+            "values": {
+                orders: {"stream_orders.url": "https://fulfillmently.example/orders"},
+                status: {"update_order_status.status": "shipped"},
+            }
+        },
+    )
+    assert review["step"] == "review", review["html"]
+    done = await shop.step("install", review["state"], params=latest)
+    assert done["done"] and done["result"]["success"] is True
+    listed = await shop.client.get(
+        f"{V}/integrations", params={"userId": shop.user_id}, headers=shop.tenant.headers
+    )
+    installed = {
+        w["workflowId"]: w["installedVersion"] for w in listed.json()["data"][0]["workflows"]
+    }
+    assert installed == {orders: 1, status: 2}

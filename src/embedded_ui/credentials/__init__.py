@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedded_ui.credentials.service import CredentialService, describe_credential, rotate_vault
+from embedded_ui.credentials.service import CredentialService, describe_credential
 from embedded_ui.credentials.vault import Vault, VaultError, credential_aad
 
 __all__ = [
@@ -11,5 +11,4 @@ __all__ = [
     "VaultError",
     "credential_aad",
     "describe_credential",
-    "rotate_vault",
 ]

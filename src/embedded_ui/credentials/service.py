@@ -1,4 +1,6 @@
-"""Credential records: create (validated, sealed), list (never a secret), delete, rotate."""
+"""Credential records: create (validated, sealed), list (never a secret), delete.
+
+Rotation of every sealed column, credentials included, is :mod:`embedded_ui.rotation`."""
 
 from __future__ import annotations
 
@@ -200,23 +202,3 @@ def describe_credential(credential: Credential) -> dict[str, Any]:
         "details": credential.details,
         "createdAt": iso_ms(credential.created_at),
     }
-
-
-async def rotate_vault(session: AsyncSession, vault: Vault, batch: int = 500) -> int:
-    """Re-seal every credential not under the primary key; returns how many were re-sealed."""
-    rotated = 0
-    while True:
-        rows = list(
-            await session.scalars(
-                select(Credential).where(Credential.key_id != vault.primary_kid).limit(batch)
-            )
-        )
-        if not rows:
-            return rotated
-        for credential in rows:
-            aad = credential_aad(credential.workspace_id, credential.environment, credential.id)
-            secret = vault.open(credential.key_id, credential.ciphertext, aad)
-            credential.key_id, credential.ciphertext = vault.seal(secret, aad)
-            credential.updated_at = utcnow()
-        await session.commit()
-        rotated += len(rows)
