@@ -132,6 +132,8 @@ async def test_the_wal_is_checkpointed_off_the_loop_thread(database: str) -> Non
     writer = InlineWriter(database, sqlite.dialect())
     autocheckpoint = writer._connection.execute("PRAGMA wal_autocheckpoint").fetchone()
     assert autocheckpoint == (0,)  # never on the loop's thread
+    checkpointer = writer._checkpointer._thread
+    assert not checkpointer.is_alive()  # no thread until something was written
     before = _size(database)
     for batch in range(20):
         await asyncio.gather(
@@ -144,3 +146,4 @@ async def test_the_wal_is_checkpointed_off_the_loop_thread(database: str) -> Non
         await asyncio.sleep(0.05)
     assert len(_rows(database, "parent")) == 2000
     writer.close()
+    assert not checkpointer.is_alive()

@@ -128,7 +128,7 @@ class InlineWriter:
             for statements, _ in queued:
                 outcomes.append(self._write_unit(statements))
             self._connection.execute("COMMIT")
-            self._checkpointer.wrote.set()
+            self._checkpointer.wrote()
         except Exception:  # nothing of this batch is committed: every unit goes elsewhere
             self._rollback()
             outcomes = [False] * len(queued)
@@ -178,20 +178,27 @@ class _Checkpointer:
     could not copy yet waits for the next round."""
 
     def __init__(self, database: str) -> None:
-        self.wrote = threading.Event()
+        self._wrote = threading.Event()
         self._stopping = threading.Event()
+        # Started by the first commit: an app that is built but never started (or never
+        # writes) keeps no thread.
         self._thread = threading.Thread(
             target=self._run, args=(database,), name="sqlite-checkpointer", daemon=True
         )
-        self._thread.start()
+
+    def wrote(self) -> None:
+        """The writer committed: checkpoint soon."""
+        if not self._thread.is_alive() and not self._stopping.is_set():
+            self._thread.start()
+        self._wrote.set()
 
     def _run(self, database: str) -> None:
         connection = sqlite3.connect(database, timeout=5, isolation_level=None)
         try:
             while not self._stopping.is_set():
-                if not self.wrote.wait(timeout=1.0):
+                if not self._wrote.wait(timeout=1.0):
                     continue
-                self.wrote.clear()
+                self._wrote.clear()
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 self._stopping.wait(CHECKPOINT_INTERVAL_SECONDS)
@@ -200,8 +207,9 @@ class _Checkpointer:
 
     def stop(self) -> None:
         self._stopping.set()
-        self.wrote.set()
-        self._thread.join(timeout=5)
+        self._wrote.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
 
 def inline_writer(engine: AsyncEngine) -> InlineWriter | None:
