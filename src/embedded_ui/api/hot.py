@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
@@ -81,25 +82,17 @@ MAX_HOT_BODY = 16_384
 _JSON = b"application/json"
 
 
+@dataclass
 class HotPath:
-    def __init__(
-        self,
-        reader: InlineReader,
-        writer: InlineWriter,
-        tokens: UserTokens,
-        limiter: RateLimiter,
-        add_headers: Callable[[Message, Scope], Awaitable[None]],
-        released: ReleasedCache,
-        runtime: EngineRuntime,
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.tokens = tokens
-        self.limiter = limiter
-        self.add_headers = add_headers
-        self.released = released
-        """The listing's cache: the same object as the route's (``app.state.released_cache``)."""
-        self.runtime = runtime
+    # Not frozen: tests wrap ``answer`` on an instance to see which path answered.
+    reader: InlineReader
+    writer: InlineWriter
+    tokens: UserTokens
+    limiter: RateLimiter
+    add_headers: Callable[[Message, Scope], Awaitable[None]]
+    released: ReleasedCache
+    """The listing's cache: the same object as the route's (``app.state.released_cache``)."""
+    runtime: EngineRuntime
 
     async def __call__(
         self, scope: HTTPScope, receive: Receive, send: Send, ordinary: Ordinary
