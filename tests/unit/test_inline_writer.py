@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,6 +126,26 @@ async def test_a_lock_held_too_long_sends_the_units_elsewhere(
     assert _rows(database, "parent") == []
     # The writer works again once the lock is free.
     assert await writer.insert([_parent("p3", "c")]) is True
+    writer.close()
+
+
+def test_opening_waits_for_a_process_that_holds_the_database_for_a_moment(database: str) -> None:
+    # Another process starting (migrating, recovering the WAL) can hold an exclusive lock: the
+    # writer's first pragma used to fail at once ("database is locked") and kill the worker.
+    holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    impatient = sqlite3.connect(database, timeout=0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # what it used to meet
+        impatient.execute("PRAGMA synchronous=NORMAL")
+    impatient.close()
+    release = threading.Timer(0.2, holder.close)  # exclusive mode keeps the lock until then
+    release.start()
+    writer = InlineWriter(database, sqlite.dialect())
+    release.join()
+    # Once open it never waits on the loop's thread again.
+    assert writer._connection.execute("PRAGMA busy_timeout").fetchone() == (0,)
+    assert writer._connection.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
     writer.close()
 
 

@@ -27,7 +27,7 @@ from embedded_ui.store import (
     Scope,
     WorkflowVersion,
     bind_scope,
-    new_id,
+    new_ordered_id,
     utcnow,
 )
 from embedded_ui.store.inline import InlineReader
@@ -131,7 +131,7 @@ def execution_rows(
     now = utcnow()
     return [
         {
-            "id": new_id(),
+            "id": new_ordered_id(),
             "workspace_id": scope.workspace_id,
             "environment": scope.environment,
             "user_id": user_id,

@@ -38,6 +38,7 @@ from embedded_ui.store.models import (
     Workspace,
     iso_ms,
     new_id,
+    new_ordered_id,
     utcnow,
 )
 
@@ -75,5 +76,6 @@ __all__ = [
     "iso_ms",
     "migrate",
     "new_id",
+    "new_ordered_id",
     "utcnow",
 ]

@@ -41,16 +41,38 @@ class InlineStatement:
     """``(column index, result processor)`` for the columns that have one."""
 
 
+STARTUP_BUSY_TIMEOUT_SECONDS = 5.0
+"""How long opening a connection may wait for a lock: while another process starts (runs the
+migrations, recovers the WAL), SQLite can refuse even a pragma; with no wait at all a Granian
+worker died at startup in 2 of 8 starts under ``bench/run.py``."""
+
+
+def connect_without_waiting(
+    database: str, *, isolation_level: None, check_same_thread: bool, pragmas: Sequence[str]
+) -> sqlite3.Connection:
+    """A connection that never waits on the loop's thread: ``pragmas`` are set while it may
+    still wait for a lock (``STARTUP_BUSY_TIMEOUT_SECONDS``), then its busy timeout is 0."""
+    connection = sqlite3.connect(
+        database,
+        timeout=STARTUP_BUSY_TIMEOUT_SECONDS,
+        isolation_level=isolation_level,
+        check_same_thread=check_same_thread,
+    )
+    for pragma in pragmas:
+        connection.execute(f"PRAGMA {pragma}")
+    connection.execute("PRAGMA busy_timeout = 0")
+    return connection
+
+
 class InlineReader:
     def __init__(self, database: str, dialect: Dialect) -> None:
         self._dialect = dialect
-        self._connection = sqlite3.connect(
+        self._connection = connect_without_waiting(
             database,
-            timeout=0,
             isolation_level=None,  # autocommit: no transaction outlives a read
             check_same_thread=False,  # one loop thread per process; serialised by SQLite
+            pragmas=("query_only = ON",),
         )
-        self._connection.execute("PRAGMA query_only = ON")
         self._prepared: dict[Select[Any], InlineStatement] = {}
 
     def _prepare(self, statement: Select[Any]) -> InlineStatement:

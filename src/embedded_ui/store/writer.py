@@ -7,7 +7,7 @@ itself inserts a row in microseconds, so ``InlineWriter`` runs inserts on a priv
 connection in the event loop's thread and commits together what arrived meanwhile:
 
 - ``insert`` queues a *unit* (the rows of one request, all or nothing) and waits; the first
-  unit schedules one flush ``GATHER_SECONDS`` later, which writes every unit queued by then
+  unit schedules one flush after ``GATHER_SECONDS``, which writes every unit queued by then
   in one ``BEGIN IMMEDIATE … COMMIT``, each unit inside its own SAVEPOINT;
 - a unit that breaks a constraint is rolled back alone and answered ``False``: the caller then
   takes its ordinary path, which meets the same constraint and explains it;
@@ -36,16 +36,20 @@ from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from embedded_ui.store.inline import sqlite_file
+from embedded_ui.store.inline import connect_without_waiting, sqlite_file
 
 BUSY_GIVE_UP_SECONDS = 0.5
 """How long a flush keeps retrying a held write lock before its units take the ordinary path."""
 _RETRY_DELAY_SECONDS = 0.001
 """Between two tries for the lock. At 0.5 ms, two processes' writers under load (bench/engine.py
 ``run-event``) each failed 1,000-3,900 tries a second; at 1 ms 20-40."""
-GATHER_SECONDS = 0.001
-"""How long the first unit of a batch waits for others: with two processes taking turns at
-SQLite's write lock, batches of ~2 became ~6 (bench/run.py), for 1 ms more per insert."""
+GATHER_SECONDS = 0.0
+"""How long the first unit of a batch waits for others: none, beyond the current turn of the
+event loop (a zero-delay timer runs after the callbacks already ready, so the requests handled
+in the same turn share one transaction). With two processes taking turns at SQLite's write
+lock, a 1 ms wait made batches of ~6 to ~12 but left the loop idle meanwhile: ``POST /users``
+(bench/run.py, Granian x2, uvloop, whose timers count whole milliseconds) made ~9,700 req/s at
+1 ms, ~7,900 at 2 ms and ~12,000 with no wait (batches of ~7)."""
 CHECKPOINT_INTERVAL_SECONDS = 0.25
 
 Unit = Sequence[tuple[Table, Mapping[str, Any]]]
@@ -61,13 +65,14 @@ class _Compiled:
 class InlineWriter:
     def __init__(self, database: str, dialect: Dialect) -> None:
         self._dialect = dialect
-        self._connection = sqlite3.connect(
-            database, timeout=0, isolation_level=None, check_same_thread=False
-        )
         # The engine's settings (store/db.py) that matter to a writer; and no checkpoints on
         # the loop's thread (they copy the WAL back and fsync): ``_Checkpointer`` runs them.
-        for pragma in ("synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0"):
-            self._connection.execute(f"PRAGMA {pragma}")
+        self._connection = connect_without_waiting(
+            database,
+            isolation_level=None,
+            check_same_thread=False,
+            pragmas=("synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0"),
+        )
         self._checkpointer = _Checkpointer(database)
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
         self._queued: list[

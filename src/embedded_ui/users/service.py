@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from embedded_ui import audit
 from embedded_ui.errors import Conflict, EmbeddedUIError, InvalidRequest, NotFound
-from embedded_ui.store import Scope, User, bind_scope, new_id, utcnow
+from embedded_ui.store import Scope, User, bind_scope, new_ordered_id, utcnow
 from embedded_ui.store.inline import InlineReader, read_rows
 
 MAX_USERNAME = 255
@@ -235,7 +235,7 @@ class UserService:
 def new_user_row(scope: Scope, item: NewUser) -> dict[str, Any]:
     """The column values of a new user (the hot path inserts them as they are)."""
     return {
-        "id": new_id(),
+        "id": new_ordered_id(),
         "workspace_id": scope.workspace_id,
         "environment": scope.environment,
         "username": clean_text("username", item.username, MAX_USERNAME),
