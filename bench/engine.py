@@ -322,7 +322,7 @@ def _setup(name: str, options: argparse.Namespace, log_dir: Path) -> Iterator[Se
     redis_queue = f"eui-bench-{secrets.token_hex(4)}"
     with _database(name, options.postgres_url) as database:
         try:
-            env = _service_env(database.url, [])
+            env = _service_env(database.url, options.env)
             env["EMBEDDED_UI_OUTBOUND_ALLOW"] = "127.0.0.0/8"
             env["EMBEDDED_UI_WORKER_CONCURRENCY"] = str(options.concurrency)
             # At most 2x this many connections per process: 4 processes stay far below a
@@ -1044,6 +1044,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="Sample the worker processes with py-spy during the sustained measurement and "
         "print where their time goes (raw stacks in DIR); needs `uv run --with py-spy`.",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="EMBEDDED_UI_NAME=VALUE",
+        help="Extra setting for every service and worker process, for experiments (repeatable).",
     )
     parser.add_argument(
         "--check", action="store_true", help="Exit with status 3 when a target is missed."

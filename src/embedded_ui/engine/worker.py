@@ -25,6 +25,9 @@ log = structlog.get_logger(__name__)
 POLL_SECONDS = 1.0
 FLUSH_SECONDS = 0.005
 FLUSH_BATCH = 100
+BUSY_FLUSH_SECONDS = 0.1
+"""While the API is busy (priority.py), outcomes are recorded every tenth of a second instead:
+fewer write transactions for the API's inserts to wait behind."""
 
 OnFinished = Callable[[list[Finished]], Awaitable[None]]
 
@@ -165,8 +168,11 @@ class Worker:
 
     async def _flush_loop(self) -> None:
         while True:
+            busy = self._budget is not None and self._budget.busy()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flushed.wait(), timeout=FLUSH_SECONDS)
+                await asyncio.wait_for(
+                    self._flushed.wait(), timeout=BUSY_FLUSH_SECONDS if busy else FLUSH_SECONDS
+                )
             self._flushed.clear()
             try:
                 await self._flush()
