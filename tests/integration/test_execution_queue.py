@@ -9,11 +9,18 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from embedded_ui.engine.queue import EXECUTION, ExecutionQueue, _due
+from embedded_ui.engine.queue import (
+    EXECUTION,
+    WORKFLOW_ERROR,
+    ErrorRecord,
+    ExecutionQueue,
+    Finished,
+    _due,
+)
 from embedded_ui.settings import Settings
 from embedded_ui.store import (
     Integration,
@@ -133,3 +140,51 @@ def test_sqlite_finds_due_executions_by_index_without_sorting_the_backlog(
     assert not [step for step in plan if "TEMP B-TREE" in step or "MULTI-INDEX OR" in step], plan
     by_index = "SEARCH execution USING INDEX ix_execution_status_available_at"
     assert f"{by_index} (status=? AND available_at<?)" in plan, plan
+
+
+async def test_finish_records_outcomes_only_for_the_attempt_that_holds_the_lease(
+    engine: AsyncEngine,
+) -> None:
+    """On SQLite a batch without errors is written in one hand-off to aiosqlite's thread
+    (sqlite_driver.in_one_hand_off), one with errors through SQLAlchemy: both read back alike."""
+    ids = await _workflow(engine)
+    past = utcnow() - timedelta(seconds=1)
+    rows = [_execution(ids, available_at=past) for _ in range(4)]
+    async with engine.begin() as connection:
+        await connection.execute(insert(EXECUTION), rows)
+    queue = ExecutionQueue(engine, lease_seconds=30)
+    claimed = {c.id: c for c in await queue.claim(10)}
+    ok, retry, stale, broken = (claimed[row["id"]] for row in rows)
+    # Another worker took ``stale`` over after its lease ran out: this worker's outcome for
+    # it must not apply.
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(EXECUTION).where(EXECUTION.c.id == stale.id).values(attempt=2)
+        )
+    later = utcnow() + timedelta(minutes=5)
+    result = [{"block": "send", "status": "succeeded", "output": {"ü": [1, 2.5, None]}}]
+    await queue.finish(
+        [
+            Finished(ok, "succeeded", result),
+            Finished(retry, "queued", [], error="HTTP 503", retry_at=later),
+            Finished(stale, "succeeded", result),
+        ]
+    )
+    failure = ErrorRecord("b1", "Send", "stream_data", "HTTP 400: refused", utcnow())
+    await queue.finish([Finished(broken, "failed", [], error="refused", errors=[failure])])
+
+    async with engine.connect() as connection:
+        stored = {
+            row.id: row
+            for row in await connection.execute(
+                select(EXECUTION).where(EXECUTION.c.id.in_([r["id"] for r in rows]))
+            )
+        }
+        errors = (await connection.execute(select(WORKFLOW_ERROR))).all()
+    assert stored[ok.id].status == "succeeded" and stored[ok.id].results == result
+    assert stored[ok.id].lease_until is None and stored[ok.id].stopped_at is not None
+    assert stored[retry.id].status == "queued" and stored[retry.id].error == "HTTP 503"
+    assert stored[retry.id].available_at == later and stored[retry.id].stopped_at is None
+    assert stored[stale.id].status == "running" and stored[stale.id].attempt == 2  # untouched
+    assert stored[broken.id].status == "failed"
+    assert [(e.execution_id, e.message) for e in errors] == [(broken.id, "HTTP 400: refused")]

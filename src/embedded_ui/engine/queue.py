@@ -10,6 +10,7 @@ Statements are Core, without the ORM's per-row cost, and work on SQLite and Post
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from sqlalchemy import Table, bindparam, insert, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from embedded_ui.store import Execution, WorkflowError, utcnow
+from embedded_ui.store.sqlite_driver import in_one_hand_off, positional
 
 EXECUTION = cast(Table, Execution.__table__)
 WORKFLOW_ERROR = cast(Table, WorkflowError.__table__)
@@ -103,6 +105,25 @@ def _due(now: datetime, limit: int, ids: Sequence[str] | None, lock: bool) -> An
         queued = queued.with_for_update(skip_locked=True)
     both = union_all(select(expired.subquery().c.id), select(queued.subquery().c.id)).subquery()
     return select(both.c.id).limit(limit).scalar_subquery()
+
+
+_FINISH = (
+    update(EXECUTION)
+    .where(
+        EXECUTION.c.id == bindparam("b_id"),
+        EXECUTION.c.attempt == bindparam("b_attempt"),
+        EXECUTION.c.status == "running",
+    )
+    .values(
+        status=bindparam("b_status"),
+        results=bindparam("b_results", type_=EXECUTION.c.results.type),
+        error=bindparam("b_error"),
+        available_at=bindparam("b_available_at", type_=EXECUTION.c.available_at.type),
+        stopped_at=bindparam("b_stopped_at", type_=EXECUTION.c.stopped_at.type),
+        lease_until=None,
+    )
+)
+"""An attempt's outcome; it applies only while the row is still running at that attempt."""
 
 
 class ExecutionQueue:
@@ -193,24 +214,26 @@ class ExecutionQueue:
             for f in finished
             for e in f.errors
         ]
+        if not self._postgres and not errors:
+            # SQLite, nothing failed (the usual batch): one transaction in one hand-off to
+            # aiosqlite's thread, so the write lock is not held across a turn of a busy event
+            # loop while the API's inserts wait (sqlite_driver.in_one_hand_off).
+            sql, parameters = positional(_FINISH, self._engine.dialect, rows)
+
+            def record(connection: sqlite3.Connection) -> None:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    connection.executemany(sql, parameters)
+                except BaseException:
+                    connection.rollback()
+                    raise
+                connection.commit()
+
+            async with self._engine.connect() as connection:
+                await in_one_hand_off(connection, record)
+            return
         async with self._engine.begin() as connection:
-            await connection.execute(
-                update(EXECUTION)
-                .where(
-                    EXECUTION.c.id == bindparam("b_id"),
-                    EXECUTION.c.attempt == bindparam("b_attempt"),
-                    EXECUTION.c.status == "running",
-                )
-                .values(
-                    status=bindparam("b_status"),
-                    results=bindparam("b_results", type_=EXECUTION.c.results.type),
-                    error=bindparam("b_error"),
-                    available_at=bindparam("b_available_at", type_=EXECUTION.c.available_at.type),
-                    stopped_at=bindparam("b_stopped_at", type_=EXECUTION.c.stopped_at.type),
-                    lease_until=None,
-                ),
-                rows,
-            )
+            await connection.execute(_FINISH, rows)
             if errors:
                 await connection.execute(insert(WORKFLOW_ERROR), errors)
 
