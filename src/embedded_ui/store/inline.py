@@ -47,16 +47,15 @@ migrations, recovers the WAL), SQLite can refuse even a pragma; with no wait at 
 worker died at startup in 2 of 8 starts under ``bench/run.py``."""
 
 
-def connect_without_waiting(
-    database: str, *, isolation_level: None, check_same_thread: bool, pragmas: Sequence[str]
-) -> sqlite3.Connection:
-    """A connection that never waits on the loop's thread: ``pragmas`` are set while it may
-    still wait for a lock (``STARTUP_BUSY_TIMEOUT_SECONDS``), then its busy timeout is 0."""
+def connect_without_waiting(database: str, pragmas: Sequence[str]) -> sqlite3.Connection:
+    """An autocommit connection that never waits on the loop's thread: ``pragmas`` are set
+    while it may still wait for a lock (``STARTUP_BUSY_TIMEOUT_SECONDS``), then its busy
+    timeout is 0. Usable from the loop's thread (one per process; SQLite serialises it)."""
     connection = sqlite3.connect(
         database,
         timeout=STARTUP_BUSY_TIMEOUT_SECONDS,
-        isolation_level=isolation_level,
-        check_same_thread=check_same_thread,
+        isolation_level=None,  # autocommit: a transaction only where one is begun
+        check_same_thread=False,
     )
     for pragma in pragmas:
         connection.execute(f"PRAGMA {pragma}")
@@ -67,12 +66,8 @@ def connect_without_waiting(
 class InlineReader:
     def __init__(self, database: str, dialect: Dialect) -> None:
         self._dialect = dialect
-        self._connection = connect_without_waiting(
-            database,
-            isolation_level=None,  # autocommit: no transaction outlives a read
-            check_same_thread=False,  # one loop thread per process; serialised by SQLite
-            pragmas=("query_only = ON",),
-        )
+        # Autocommit: no transaction outlives a read.
+        self._connection = connect_without_waiting(database, pragmas=("query_only = ON",))
         self._prepared: dict[Select[Any], InlineStatement] = {}
 
     def _prepare(self, statement: Select[Any]) -> InlineStatement:

@@ -68,10 +68,7 @@ class InlineWriter:
         # The engine's settings (store/db.py) that matter to a writer; and no checkpoints on
         # the loop's thread (they copy the WAL back and fsync): ``_Checkpointer`` runs them.
         self._connection = connect_without_waiting(
-            database,
-            isolation_level=None,
-            check_same_thread=False,
-            pragmas=("synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0"),
+            database, pragmas=("synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0")
         )
         self._checkpointer = _Checkpointer(database)
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
