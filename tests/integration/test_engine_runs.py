@@ -233,6 +233,32 @@ async def test_an_event_streams_data_and_runs_the_app_action(shop: Shop) -> None
     assert shop.order(order_id)["status"] == "shipped"
 
 
+async def test_an_idle_worker_sleeps_until_there_is_an_outcome_to_record(shop: Shop) -> None:
+    """The worker's flush loop waits for an outcome instead of waking on a timer: an idle
+    service used to record nothing 200 times a second per process."""
+    worker = shop.client.app.state.runtime.worker
+    flush = worker._flush
+    flushes = 0
+
+    async def counted() -> None:
+        nonlocal flushes
+        flushes += 1
+        await flush()
+
+    worker._flush = counted
+    await asyncio.sleep(0.3)
+    assert flushes == 0
+
+    response = await shop.run_event({"orderId": shop.new_order(), "note": "wake"})
+    assert response.status_code == 202, response.text
+    await shop.settled("stream", 1)
+    await shop.settled("update", 1)
+    assert 1 <= flushes <= 4  # the outcomes are recorded in a batch or two, then it sleeps
+    recorded = flushes
+    await asyncio.sleep(0.3)
+    assert flushes == recorded
+
+
 async def test_event_data_is_checked_against_the_schema_and_nothing_is_queued(
     shop: Shop,
 ) -> None:

@@ -7,6 +7,8 @@ These take a few seconds each: Granian starts a worker process that imports the 
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import signal
@@ -221,3 +223,76 @@ def test_demo_prints_a_working_development_key(tmp_path: Path, base_env: dict[st
         assert server.stop() == 0, server.output()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{sandbox_url}/health", timeout=2)
+
+
+def _http_exchange(sock: socket.socket, request: bytes) -> tuple[int, bytes]:
+    """Send one HTTP/1.1 request (possibly in parts) and read one response off ``sock``."""
+    sock.sendall(request)
+    response = http.client.HTTPResponse(sock)  # reads exactly one response
+    response.begin()
+    return response.status, response.read()
+
+
+def test_serve_answers_a_body_at_its_declared_length_and_keeps_the_connection(
+    tmp_path: Path, base_env: dict[str, str]
+) -> None:
+    """Granian hands a small body over as its bytes (``more_body`` true) and then an empty last
+    message; the hot path answers once the declared length arrived (api/hot.py, ``_read``).
+    Over one keep-alive connection: a created user, a body sent in two parts, a refusal the
+    ordinary path explains after reading the rest, and a read of the first user."""
+    env = {**base_env, "EMBEDDED_UI_LOG_LEVEL": "WARNING"}
+    database = f"sqlite+aiosqlite:///{tmp_path / 'embedded-ui.sqlite3'}"  # as running() sets
+
+    def cli(*args: str) -> str:
+        return subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
+            [sys.executable, "-m", "embedded_ui", *args, "--json"],
+            env={**env, "EMBEDDED_UI_DATABASE_URL": database},
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+            timeout=60,
+            text=True,
+        ).stdout
+
+    cli("workspace", "create", "acme")
+    created = cli("keys", "create", "--workspace", "acme", "--environment", "development")
+    key = json.loads(created)["key"]
+
+    def post(body: bytes, length: int | None = None) -> bytes:
+        head = (
+            f"POST /2024-03/users HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {length or len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    with running("serve", tmp_path, env) as server:
+        server.wait_until_healthy()
+        port = int(server.base_url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            status, body = _http_exchange(sock, post(b'{"username": "ada"}'))
+            assert status == 201, body
+            user = json.loads(body)
+            assert user["username"] == "ada"
+
+            # The body in two parts, 100 ms apart: answered once all of it is there.
+            whole = b'{"username": "grace"}'
+            sock.sendall(post(b"", len(whole)))
+            sock.sendall(whole[:7])
+            time.sleep(0.1)
+            status, body = _http_exchange(sock, whole[7:])
+            assert status == 201, body
+            assert json.loads(body)["username"] == "grace"
+
+            # Taken: the ordinary path reads the rest of the request and names the field.
+            status, body = _http_exchange(sock, post(b'{"username": "ada"}'))
+            assert status == 409, body
+            assert "username" in json.loads(body)["message"]
+
+            get = (
+                f"GET /2024-03/users/{user['userId']} HTTP/1.1\r\nHost: t\r\n"
+                f"Authorization: Bearer {key}\r\n\r\n"
+            ).encode()
+            status, body = _http_exchange(sock, get)
+            assert status == 200, body
+            assert json.loads(body) == user
+        assert server.stop() == 0, server.output()

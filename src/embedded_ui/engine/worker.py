@@ -52,6 +52,8 @@ class Worker:
         self._running: dict[str, Claimed] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._done: list[Finished] = []
+        self._outcome = asyncio.Event()
+        """Set when an outcome waits to be recorded: an idle worker's flush loop sleeps on it."""
         self._flushed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -163,11 +165,17 @@ class Worker:
                 self._running.pop(claimed.id, None)
                 return
         self._done.append(finished)
+        self._outcome.set()
         if len(self._done) >= FLUSH_BATCH:
             self._flushed.set()
 
     async def _flush_loop(self) -> None:
         while True:
+            # Nothing to record: sleep until there is (an idle service woke here 200 times a
+            # second per process, ~4% of the machine for nothing). Then gather a batch.
+            self._outcome.clear()
+            if not self._done:
+                await self._outcome.wait()
             busy = self._budget is not None and self._budget.busy()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
