@@ -27,7 +27,8 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     # httpx and httpcore log every outbound URL at INFO/DEBUG; some apps take credentials in
     # the query string (and OAuth redirects carry codes), so those URLs never reach the logs.
-    for name in ("httpx", "httpcore"):
+    # aiohttp (webhook deliveries) is held to the same level.
+    for name in ("httpx", "httpcore", "aiohttp"):
         logging.getLogger(name).setLevel(logging.WARNING)
     renderer: Any = (
         structlog.processors.JSONRenderer()

@@ -127,7 +127,7 @@ async def test_a_closed_port_is_retried(deliverer: Deliverer):
     outcome = await post(deliverer, f"http://127.0.0.1:{port}/")
     assert (outcome.kind, outcome.status) == ("retry", None)
     assert outcome.error is not None
-    assert outcome.error.startswith("ConnectError")
+    assert outcome.error.startswith(f"could not connect to 127.0.0.1:{port}: ")
 
 
 async def test_a_huge_answer_is_cut_short(deliverer: Deliverer):
@@ -157,7 +157,6 @@ async def test_connections_are_reused_across_deliveries(deliverer: Deliverer):
     assert {outcome.kind for outcome in outcomes} == {"delivered"}
     assert len(receiver.requests) == 45
     assert receiver.connections <= 40
-    assert deliverer._transport.pool_count == 1
     async with Receiver() as single:
         for _ in range(5):
             await post(deliverer, single.url())
@@ -228,14 +227,13 @@ def test_retry_after_dates_count_from_now():
     assert parse_retry_after(email.utils.formatdate(now + 60, usegmt=True), now) == 60.0
 
 
-async def test_a_busy_receiver_gets_several_pools_and_they_are_reused(deliverer: Deliverer):
+async def test_a_busy_receivers_connections_are_kept_and_reused(deliverer: Deliverer):
     async with Receiver(Answer(200, delay=0.2)) as receiver:
         for _wave in range(2):
             outcomes = await asyncio.gather(*(post(deliverer, receiver.url()) for _ in range(20)))
             assert {outcome.kind for outcome in outcomes} == {"delivered"}
     assert receiver.connections == 20
     assert len(receiver.requests) == 40
-    assert deliverer._transport.pool_count == 1
 
 
 @pytest.mark.parametrize("secret", ["", "whsec_"])

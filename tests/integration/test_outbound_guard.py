@@ -4,18 +4,20 @@ that was checked (DNS rebinding), with Host and TLS SNI kept on the name."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+import socket
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-import httpcore
-import httpx
+import aiohappyeyeballs
 import pytest
 
 from embedded_ui.engine.delivery import Deliverer, Outcome
-from embedded_ui.engine.pinned import PinnedTransport
+from embedded_ui.engine.pinned import PinnedClient
 from embedded_ui.engine.signing import new_endpoint_secret
-from embedded_ui.engine.ssrf import CHECKED_TARGET, OutboundPolicy, check
+from embedded_ui.engine.ssrf import OutboundPolicy, check
 from receiver import Answer, Receiver, self_signed_tls
 
 LOOPBACK = OutboundPolicy(allowed=(ipaddress.IPv4Network("127.0.0.0/8"),))
@@ -37,22 +39,16 @@ class ScriptedResolver:
 
 @pytest.fixture
 def sockets_opened(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int]]]:
-    """Every TCP connection httpcore opens, as (address, port), wherever it was going."""
+    """Every TCP connection the delivery client opens, as (address, port), wherever it was
+    going: aiohttp connects through ``aiohappyeyeballs.start_connection``."""
     opened: list[tuple[str, int]] = []
-    original = httpcore.AnyIOBackend.connect_tcp
+    original = aiohappyeyeballs.start_connection
 
-    async def recording(
-        self: httpcore.AnyIOBackend,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        opened.append((host, port))
-        return await original(self, host, port, timeout, local_address, socket_options)
+    async def recording(addr_infos: Sequence[Any], **kwargs: Any) -> socket.socket:
+        opened.extend((info[4][0], info[4][1]) for info in addr_infos)
+        return await original(addr_infos, **kwargs)
 
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", recording)
+    monkeypatch.setattr(aiohappyeyeballs, "start_connection", recording)
     yield opened
 
 
@@ -190,12 +186,10 @@ async def test_a_pooled_connection_is_not_reused_once_the_name_moved(
     ):
         first = await post(deliverer, receiver.url(host="moving.example"))
         second = await post(deliverer, receiver.url(host="moving.example"))
-        pools = deliverer._transport.pool_count
     assert first.kind == "delivered"
     # The receiver listens on 127.0.0.1 only, so the new address refuses the connection.
     assert second.kind == "retry"
     assert sockets_opened == [("127.0.0.1", receiver.port), ("127.0.0.2", receiver.port)]
-    assert pools == 2
 
 
 async def test_tls_verifies_the_name_and_sends_it_as_sni(tmp_path: Path):
@@ -225,19 +219,19 @@ async def test_tls_refuses_a_certificate_for_another_name(tmp_path: Path):
     assert receiver.requests == []
 
 
-async def test_idle_targets_beyond_the_limit_are_closed():
-    transport = PinnedTransport(max_targets=2)
+async def test_connections_to_one_address_are_capped_and_waited_for(
+    sockets_opened: list[tuple[str, int]],
+):
+    client = PinnedClient(max_connections_per_address=4)
     try:
-        async with Receiver() as first, Receiver() as second, Receiver() as third:
-            for receiver in (first, second, third, third):
-                target = await check(receiver.url(), LOOPBACK)
-                request = httpx.Request(
-                    "POST", target.url, content=b"{}", extensions={CHECKED_TARGET: target}
-                )
-                response = await transport.handle_async_request(request)
-                await response.aread()
-                await response.aclose()
-            assert transport.pool_count == 2
-            assert third.connections == 1  # its pool was kept and reused
+        async with Receiver(Answer(200, delay=0.05)) as receiver:
+            target = await check(receiver.url("/in?x=1"), LOOPBACK)
+            answers = await asyncio.gather(
+                *(client.post(target, b"{}", {}, 1024) for _ in range(12))
+            )
+        assert [status for status, _, _ in answers] == [200] * 12
+        assert receiver.connections == 4  # the others waited for a free one
+        assert sockets_opened == [("127.0.0.1", receiver.port)] * 4
+        assert {request.path for request in receiver.requests} == {"/in?x=1"}
     finally:
-        await transport.aclose()
+        await client.aclose()

@@ -37,6 +37,9 @@ def test_a_blocks_input_is_rendered_and_redacted() -> None:
     }
     default = {"id": "s", "type": "stream_data", "url": "https://isv.example/in"}
     assert block_input(default, context)["data"] == {"id": "o-1", "token": REDACTED}
+    # The trigger is sent as it came (blocks.stream_data), so it is logged as it came.
+    sent_as_is = {"trigger": {"id": "{{ user.username }}"}, "user": {"username": "ada"}}
+    assert block_input(default, sent_as_is)["data"] == {"id": "{{ user.username }}"}
     broken = {"id": "b", "type": "transform", "output": "{{ trigger.[ }}"}
     assert block_input(broken, context) is None
 

@@ -3,17 +3,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-import httpcore
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from embedded_ui.engine.pinned import PinnedBackend, PinnedTransport
+from embedded_ui.engine.pinned import request_url
 from embedded_ui.engine.ssrf import (
-    CHECKED_TARGET,
     BlockedDestination,
     CheckedTarget,
     OutboundPolicy,
@@ -115,6 +112,8 @@ async def test_a_global_literal_is_checked_without_resolving():
         "93.184.216.34",
         443,
         ipaddress.IPv4Address("93.184.216.34"),
+        "93.184.216.34",
+        "/hook?x=1",
     )
     v6 = await check("http://[2606:4700::1111]:8443/", EMPTY, resolver=no_resolver)
     assert (v6.host, v6.port, v6.ip) == (
@@ -265,66 +264,39 @@ def test_the_guard_refuses_every_private_ipv4_address_in_any_spelling(
         asyncio.run(check(f"http://{hosts[form]}:8080/", EMPTY, resolver=resolver))
 
 
-class RecordingBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self) -> None:
-        self.connects: list[tuple[str, int]] = []
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.connects.append((host, port))
-        return httpcore.AsyncMockStream([])
-
-
-TARGET = CheckedTarget(
-    "https://hooks.example.com/in",
-    "https",
-    "hooks.example.com",
-    443,
-    ipaddress.IPv4Address("93.184.216.34"),
-)
-
-
-async def test_the_pinned_backend_connects_to_the_checked_address():
-    inner = RecordingBackend()
-    backend = PinnedBackend(TARGET, inner)
-    await backend.connect_tcp("hooks.example.com", 443)
-    assert inner.connects == [("93.184.216.34", 443)]
-
-
-@pytest.mark.parametrize(("host", "port"), [("evil.example", 443), ("hooks.example.com", 22)])
-async def test_the_pinned_backend_refuses_any_other_destination(host: str, port: int):
-    inner = RecordingBackend()
-    with pytest.raises(httpcore.ConnectError):
-        await PinnedBackend(TARGET, inner).connect_tcp(host, port)
-    with pytest.raises(httpcore.ConnectError):
-        await PinnedBackend(TARGET, inner).connect_unix_socket("/var/run/docker.sock")
-    assert inner.connects == []
-
-
 @pytest.mark.parametrize(
-    ("url", "extensions"),
+    ("url", "answer", "expected", "authority"),
     [
-        ("https://hooks.example.com/in", {}),
-        ("https://other.example.com/in", {CHECKED_TARGET: TARGET}),
-        ("https://hooks.example.com:8443/in", {CHECKED_TARGET: TARGET}),
-        ("http://hooks.example.com:443/in", {CHECKED_TARGET: TARGET}),
+        (
+            "https://Hooks.Example.com/in?a=1#frag",
+            "93.184.216.34",
+            "https://93.184.216.34/in?a=1",
+            "hooks.example.com",
+        ),
+        (
+            "http://hooks.example.com:8080/a b",
+            "93.184.216.34",
+            "http://93.184.216.34:8080/a%20b",
+            "hooks.example.com:8080",
+        ),
+        (
+            "https://bücher.example/",
+            "2606:4700::1111",
+            "https://[2606:4700::1111]/",
+            "xn--bcher-kva.example",
+        ),
+        (
+            "http://[::ffff:93.184.216.34]:81/",
+            None,
+            "http://93.184.216.34:81/",
+            "[::ffff:93.184.216.34]:81",
+        ),
     ],
 )
-async def test_the_transport_refuses_requests_it_has_no_check_for(
-    url: str, extensions: dict[str, object]
+async def test_a_request_goes_to_the_checked_address_under_the_name_it_was_given(
+    url: str, answer: str | None, expected: str, authority: str
 ):
-    transport = PinnedTransport()
-    try:
-        with pytest.raises(httpx.ConnectError, match="not checked"):
-            await transport.handle_async_request(
-                httpx.Request("POST", url, content=b"{}", extensions=extensions)
-            )
-        assert transport.pool_count == 0
-    finally:
-        await transport.aclose()
+    resolver = FakeResolver([answer]) if answer else no_resolver
+    target = await check(url, EMPTY, resolver=resolver)
+    assert str(request_url(target)) == expected
+    assert target.authority == authority

@@ -1,12 +1,11 @@
 """One signed POST of a JSON body to a checked address, and what came of it.
 
 Every post is checked by :func:`~embedded_ui.engine.ssrf.check` first and sent through the
-:class:`~embedded_ui.engine.pinned.PinnedTransport`, so it reaches the address that was checked.
+:class:`~embedded_ui.engine.pinned.PinnedClient`, so it reaches the address that was checked.
 It has one total time limit (15 s unless a test sets less), follows no redirect (a 3xx is an
 answer), and reads at most :data:`MAX_ANSWER_BYTES` of the answer, of which a short excerpt is
-kept. The request goes straight to the transport, without an ``httpx.AsyncClient``: a client
-would keep cookies (shared between tenants), read ``.netrc`` and proxy variables, and follow
-redirects when asked; none of that belongs here.
+kept. The client keeps no cookies, reads no proxy settings and decompresses nothing
+(pinned.py says why).
 
 Outcomes (docs/engine.md, "Retries"):
 
@@ -30,15 +29,13 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Literal
 
-import httpx
+import aiohttp
 
 from embedded_ui import __version__
 from embedded_ui.engine import signing
-from embedded_ui.engine.pinned import PinnedTransport
+from embedded_ui.engine.pinned import PinnedClient
 from embedded_ui.engine.ssrf import (
-    CHECKED_TARGET,
     BlockedDestination,
-    CheckedTarget,
     OutboundPolicy,
     ResolutionFailed,
     Resolver,
@@ -52,7 +49,7 @@ EXCERPT_CHARS = 500
 MAX_ERROR_CHARS = 300
 USER_AGENT = f"embedded-ui/{__version__}"
 RETRIED_STATUSES = frozenset({408, 425, 429})
-# Set by us (or by httpx from the URL and body); an extra header of the same name is dropped.
+# Set by us (or by the client from the URL and body); an extra header of that name is dropped.
 _OWN_HEADERS = frozenset(
     {
         "host",
@@ -113,6 +110,23 @@ def classify(status: int, retry_after: str | None, now: float) -> tuple[Kind, fl
     return "failed", None
 
 
+def transport_error(exc: aiohttp.ClientError | OSError) -> str:
+    """What went wrong on the way, in words an ISV reads in its logs (not a class name)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"the receiver's certificate was refused: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return (
+            f"could not connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the receiver closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"the answer broke off: {exc}"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"the answer is not valid HTTP: {exc.message}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 class Deliverer:
     """Posts webhooks for one worker process, over pooled connections pinned to checked
     addresses. Make one, share it between tasks, and :meth:`aclose` it at shutdown."""
@@ -128,8 +142,7 @@ class Deliverer:
         self._policy = policy
         self._timeout = timeout
         self._resolver = resolver
-        self._transport = PinnedTransport(ssl_context=ssl_context)
-        self._timeouts = httpx.Timeout(timeout).as_dict()
+        self._client = PinnedClient(ssl_context=ssl_context)
 
     async def __aenter__(self) -> Deliverer:
         return self
@@ -138,7 +151,7 @@ class Deliverer:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._client.aclose()
 
     async def post(
         self,
@@ -163,21 +176,22 @@ class Deliverer:
         try:
             async with asyncio.timeout(self._timeout):
                 target = await check(url, self._policy, resolver=self._resolver)
-                request = self._request(target, body, secret, msg_id, extra_headers)
-                status, retry_after, raw = await self._send(request)
+                headers = self._headers(body, secret, msg_id, extra_headers)
+                status, retry_after, raw = await self._client.post(
+                    target, body, headers, MAX_ANSWER_BYTES
+                )
         except BlockedDestination as exc:
             return outcome("blocked", exc.reason)
         except ResolutionFailed as exc:
             return outcome("retry", str(exc))
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             return outcome("retry", f"no answer within {self._timeout:g} s")
-        except (ValueError, httpx.LocalProtocolError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
+            # Before ValueError: a refused certificate is both (ssl.CertificateError).
+            return outcome("retry", transport_error(exc))
+        except ValueError as exc:
             # A bad secret, message id or extra header: it will not be better next time.
             return outcome("failed", f"the request could not be built: {exc}")
-        except httpx.TransportError as exc:
-            return outcome(
-                "retry", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            )
         kind, delay = classify(status, retry_after, time.time())
         excerpt = raw[: EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS]
         return Outcome(
@@ -189,17 +203,13 @@ class Deliverer:
             scrub(excerpt),
         )
 
-    def _request(
-        self,
-        target: CheckedTarget,
-        body: bytes,
-        secret: str,
-        msg_id: str,
-        extra_headers: Mapping[str, str],
-    ) -> httpx.Request:
+    @staticmethod
+    def _headers(
+        body: bytes, secret: str, msg_id: str, extra_headers: Mapping[str, str]
+    ) -> dict[str, str]:
         headers = {}
         for name, value in extra_headers.items():
-            # Checked here, before a connection is opened, rather than by h11 mid-request.
+            # Checked here, before a connection is opened, rather than by the client mid-request.
             if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
                 raise ValueError(f"extra header {name[:40]!r} is not a valid HTTP header")
             if name.lower() not in _OWN_HEADERS:
@@ -207,27 +217,4 @@ class Deliverer:
         headers.update(signing.headers(secret, msg_id, body))
         headers["Content-Type"] = "application/json"
         headers["User-Agent"] = USER_AGENT
-        return httpx.Request(
-            "POST",
-            target.url,
-            headers=headers,
-            content=body,
-            extensions={
-                "timeout": self._timeouts,
-                CHECKED_TARGET: target,
-            },
-        )
-
-    async def _send(self, request: httpx.Request) -> tuple[int, str | None, bytes]:
-        """Status, ``Retry-After`` and the first :data:`MAX_ANSWER_BYTES` of the answer."""
-        response = await self._transport.handle_async_request(request)
-        try:
-            raw = bytearray()
-            # Raw bytes: we asked for no compression, and decompressing could inflate a bomb.
-            async for chunk in response.aiter_raw():
-                raw += chunk
-                if len(raw) >= MAX_ANSWER_BYTES:
-                    break  # the rest is never read; the connection is closed, not reused
-        finally:
-            await response.aclose()
-        return response.status_code, response.headers.get("retry-after"), bytes(raw)
+        return headers

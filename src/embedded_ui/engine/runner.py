@@ -50,12 +50,15 @@ def block_input(block: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
     """What the block was given, rendered and redacted, for the logs (None if it does not
     render: the block itself then fails with the reason)."""
     shown = {k: v for k, v in block.items() if k not in _NOT_INPUT}
-    if block["type"] == "stream_data" and "data" not in shown:
-        shown["data"] = context["trigger"]
     try:
-        return redact(render(shown, context))
+        rendered = render(shown, context)
     except Exception:
         return None
+    if block["type"] == "stream_data" and "data" not in shown:
+        # The trigger's data is sent as it came, so it is shown as it came: a "{{ }}" in it
+        # is the sender's text, never a template evaluated against the run's context.
+        rendered["data"] = context["trigger"]
+    return redact(rendered)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ not global (loopback, private, link-local, CGNAT, multicast, reserved...) unless
 ``EMBEDDED_UI_OUTBOUND_ALLOW`` lists its network. IPv6 forms that carry an IPv4 address
 (IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo) are judged by that IPv4 address too.
 
-:class:`~embedded_ui.engine.pinned.PinnedTransport` then connects to the checked address
+:class:`~embedded_ui.engine.pinned.PinnedClient` then connects to the checked address
 instead of resolving the name again (no DNS rebinding).
 """
 
@@ -29,9 +29,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """``(host, port) -> addresses``; :func:`resolve_host` unless a test injects one."""
-
-CHECKED_TARGET = "embedded_ui.checked_target"
-"""Request extension holding the :class:`CheckedTarget` a request may be sent to."""
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOSTNAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
@@ -111,10 +108,10 @@ class CheckedTarget:
     """ASCII host as it is sent (IDNA-encoded; an IPv6 literal without brackets)."""
     port: int
     ip: IPAddress
-
-    @property
-    def origin(self) -> tuple[str, str, int, IPAddress]:
-        return (self.scheme, self.host, self.port, self.ip)
+    authority: str
+    """The ``Host`` header: the host as sent, bracketed if IPv6, and the port unless default."""
+    path: str
+    """The request target: path and query, percent-encoded (no fragment)."""
 
 
 async def resolve_host(host: str, port: int) -> list[str]:
@@ -247,4 +244,12 @@ async def check(
         if kind is not None:
             raise BlockedDestination(f"{host} resolves to {ip}, which is {kind}")
     # An IPv4-mapped address is the same host, reached over IPv4.
-    return CheckedTarget(str(parsed), parsed.scheme, host, port, _unmapped(addresses[0]))
+    return CheckedTarget(
+        str(parsed),
+        parsed.scheme,
+        host,
+        port,
+        _unmapped(addresses[0]),
+        parsed.netloc.decode("ascii"),
+        parsed.raw_path.decode("ascii"),
+    )
