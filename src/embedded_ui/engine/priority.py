@@ -14,8 +14,8 @@ stored, durably, before the answer) comes before delivering it, within a bound.
   between requests happen even then, when the process loses its core, so "no request in
   flight right now" would not tell.)
 - While it is busy, the worker starts deliveries from a budget refilled at
-  ``rate`` per second (``EMBEDDED_UI_WORKER_BUSY_RATE``), up to ``rate / 10`` at once: the
-  guaranteed minimum, so nothing waits for the API to fall quiet.
+  ``rate`` per second (``EMBEDDED_UI_WORKER_BUSY_RATE``), a quarter of a second's worth at
+  once: the guaranteed minimum, so nothing waits for the API to fall quiet.
 - As soon as the API is quiet, the worker claims as many executions as it has free slots,
   as before; the backlog of a burst is delivered at full speed after it.
 
@@ -32,6 +32,8 @@ BUSY_CONCURRENCY = 3
 """Requests in flight at once that mark the API busy."""
 BUSY_HOLD_SECONDS = 0.1
 """How long the API stays busy after its requests last queued up."""
+BURST_SECONDS = 0.25
+"""While the API is busy, deliveries start in bursts of this many seconds' worth of ``rate``."""
 
 
 class ApiLoad:
@@ -63,25 +65,26 @@ class DeliveryBudget:
     def __init__(self, load: ApiLoad, rate: float) -> None:
         self._load = load
         self._rate = rate
-        self._burst = max(1.0, rate / 10)
+        self._burst = max(1.0, rate * BURST_SECONDS)
         self._tokens = self._burst
         self._at = time.monotonic()
 
     def allowance(self, free: int) -> int:
         """At most ``free``; 0 means "wait ``wait()`` seconds and ask again".
 
-        While the API is busy, deliveries start in whole bursts (``rate / 10`` every tenth of
-        a second): each claim, and each flush of outcomes, is a write transaction that the
-        API's own inserts queue behind on SQLite, so few large ones cost the API less than
-        many of one or two (bench/engine.py ``run-event``: 1,140 claims of 1.7 executions
-        each per process in 14 s, before)."""
+        While the API is busy, deliveries start in whole bursts (``rate * BURST_SECONDS``
+        every ``BURST_SECONDS``): each claim, and each flush of outcomes, is a write
+        transaction that the API's own inserts queue behind on SQLite, and each claims'
+        statement costs the same for 1 row or 25, so few large ones cost the API less than
+        many small ones (bench/engine.py ``run-event``: 1,140 claims of 1.7 executions each
+        per process in 14 s, before bursts)."""
         now = time.monotonic()
         if not self.busy(now):
             self._tokens, self._at = self._burst, now
             return free
         self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
         self._at = now
-        tokens = int(self._tokens + 1e-9)  # 9.999... tokens after a tenth of a second are 10
+        tokens = int(self._tokens + 1e-9)  # 24.999... tokens after a quarter of a second are 25
         if tokens < min(max(1, int(self._burst)), free):
             return 0
         return min(free, tokens)

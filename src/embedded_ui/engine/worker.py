@@ -25,9 +25,10 @@ log = structlog.get_logger(__name__)
 POLL_SECONDS = 1.0
 FLUSH_SECONDS = 0.005
 FLUSH_BATCH = 100
-BUSY_FLUSH_SECONDS = 0.1
-"""While the API is busy (priority.py), outcomes are recorded every tenth of a second instead:
-fewer write transactions for the API's inserts to wait behind."""
+BUSY_FLUSH_SECONDS = 0.25
+"""While the API is busy (priority.py), outcomes are recorded every quarter of a second
+instead, as often as a burst of deliveries starts: fewer write transactions for the API's
+inserts to wait behind."""
 
 OnFinished = Callable[[list[Finished]], Awaitable[None]]
 
