@@ -1,11 +1,15 @@
-"""store/models.py: the two kinds of row ids."""
+"""store/models.py: the two kinds of row ids, and Alloy's timestamp shape."""
 
 from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta, timezone
 
-from embedded_ui.store import new_id, new_ordered_id
+from hypothesis import given
+from hypothesis import strategies as st
+
+from embedded_ui.store import iso_ms, new_id, new_ordered_id
 
 HEX24 = re.compile(r"[0-9a-f]{24}")
 
@@ -27,3 +31,17 @@ def test_plain_ids_stay_random() -> None:
     ids = [new_id() for _ in range(1_000)]
     assert all(HEX24.fullmatch(i) for i in ids)
     assert len({i[:12] for i in ids}) == 1_000  # no shared time prefix
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1000, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+        ),
+    )
+)
+def test_iso_ms_is_isoformat_in_utc_to_the_millisecond(moment: datetime) -> None:
+    expected = moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso_ms(moment) == expected
