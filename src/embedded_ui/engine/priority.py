@@ -74,7 +74,7 @@ class DeliveryBudget:
 
         While the API is busy, deliveries start in whole bursts (``rate * BURST_SECONDS``
         every ``BURST_SECONDS``): each claim, and each flush of outcomes, is a write
-        transaction that the API's own inserts queue behind on SQLite, and each claims'
+        transaction that the API's own inserts queue behind on SQLite, and each claim's
         statement costs the same for 1 row or 25, so few large ones cost the API less than
         many small ones (bench/engine.py ``run-event``: 1,140 claims of 1.7 executions each
         per process in 14 s, before bursts)."""

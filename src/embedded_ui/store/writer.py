@@ -98,7 +98,8 @@ class InlineWriter:
         row = [values[name] for name in compiled.parameters]
         # A row often holds one value twice (an execution's created_at and available_at are
         # the same moment): each distinct value goes through a processor once. A tenth of a
-        # hot POST /run/event went to these processors and the loop around them.
+        # hot POST /run/event went to these processors and the loop around them. (``values``
+        # keeps every original value alive meanwhile, so no id is reused within the loop.)
         done: dict[tuple[int, int], Any] = {}
         for index, process in compiled.processors:
             value = row[index]
