@@ -133,8 +133,12 @@ async def test_a_closed_port_is_retried(deliverer: Deliverer):
 async def test_a_huge_answer_is_cut_short(deliverer: Deliverer):
     async with Receiver(Answer(200, body=b"x" * 5_000_000)) as receiver:
         outcome = await post(deliverer, receiver.url())
+        again = await post(deliverer, receiver.url())
     assert (outcome.kind, outcome.status) == ("delivered", 200)
     assert outcome.excerpt == "x" * EXCERPT_CHARS
+    # The unread rest is never read: that connection is closed, the next post opens its own.
+    assert again.kind == "delivered"
+    assert receiver.connections == 2
 
 
 async def test_every_attempt_carries_the_same_webhook_id(deliverer: Deliverer):

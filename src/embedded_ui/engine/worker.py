@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
-from embedded_ui.engine.priority import DeliveryBudget
+from embedded_ui.engine.priority import BURST_SECONDS, DeliveryBudget
 from embedded_ui.engine.queue import Claimed, ExecutionQueue, Finished
 from embedded_ui.engine.runner import Loaded, Runner
 
@@ -25,10 +25,9 @@ log = structlog.get_logger(__name__)
 POLL_SECONDS = 1.0
 FLUSH_SECONDS = 0.005
 FLUSH_BATCH = 100
-BUSY_FLUSH_SECONDS = 0.25
-"""While the API is busy (priority.py), outcomes are recorded every quarter of a second
-instead, as often as a burst of deliveries starts: fewer write transactions for the API's
-inserts to wait behind."""
+BUSY_FLUSH_SECONDS = BURST_SECONDS
+"""While the API is busy (priority.py), outcomes are recorded as often as a burst of
+deliveries starts instead: fewer write transactions for the API's inserts to wait behind."""
 
 OnFinished = Callable[[list[Finished]], Awaitable[None]]
 
