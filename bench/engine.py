@@ -708,7 +708,11 @@ def measure_run_event(setup: Setup, options: argparse.Namespace, processes: Proc
         if options.warmup > 0:
             _wrk(server.url + path, body, headers, options.warmup, options.connections, 2)
         cpu_before = _group_cpu_seconds(server.process.pid)
-        result, _ = _wrk(server.url + path, body, headers, options.duration, options.connections, 2)
+        profile = options.profile if name == "service" else None
+        with _profiling(setup, profile, options.duration, "run-event"):
+            result, _ = _wrk(
+                server.url + path, body, headers, options.duration, options.connections, 2
+            )
         cpu = _group_cpu_seconds(server.process.pid) - cpu_before
         result["server_cpu_ms_per_request"] = cpu * 1000 / max(1, result["requests"])
         runs[name] = result
@@ -763,8 +767,11 @@ def _worker_pids(setup: Setup) -> list[int]:
 
 
 @contextmanager
-def _profiling(setup: Setup, directory: Path | None, count: int) -> Iterator[None]:
-    """py-spy samples of every worker process while the block runs (``--profile DIR``)."""
+def _profiling(setup: Setup, directory: Path | None, seconds: float, label: str) -> Iterator[None]:
+    """py-spy samples of every worker process while the block runs (``--profile DIR``), for
+    at most ``seconds``; the files are named ``{setup}-{label}-{pid}.txt``. Only the thread
+    holding the GIL is sampled (``--gil``): the Python CPU time, which is what a process of
+    the service runs short of, not threads waiting in the server or the database."""
     if directory is None:
         yield
         return
@@ -776,9 +783,9 @@ def _profiling(setup: Setup, directory: Path | None, count: int) -> Iterator[Non
     directory.mkdir(parents=True, exist_ok=True)
     spies = []
     for pid in _worker_pids(setup):
-        output = directory / f"{setup.name}-worker-{pid}.txt"
+        output = directory / f"{setup.name}-{label}-{pid}.txt"
         command = [spy, "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(output)]
-        command += ["--nonblocking", "-d", str(max(5, round(count / 200)))]
+        command += ["--gil", "--nonblocking", "-d", str(max(5, round(seconds)))]
         spies.append(
             (
                 output,
@@ -888,7 +895,7 @@ def measure_sustained(setup: Setup, options: argparse.Namespace, processes: Proc
     httpx.get(f"{setup.receiver.url}/_reset")
     _insert_queued(setup.database_url, count)
     inserted = time.monotonic()
-    with _profiling(setup, options.profile, count):
+    with _profiling(setup, options.profile, count / 200, "sustained"):
         stats = _wait_unique(setup, count, within)
     engine_cpu = processes.cpu_seconds(ENGINE_PROCESSES) - cpu_before
     engine_rate = (count - 1) / max(1e-6, stats["last"] - stats["first"])
@@ -1042,8 +1049,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="Sample the worker processes with py-spy during the sustained measurement and "
-        "print where their time goes (raw stacks in DIR); needs `uv run --with py-spy`.",
+        help="Sample the processes that run executions with py-spy during the sustained "
+        "measurement and the service's POST /run/event load, and print where their time "
+        "goes (raw stacks in DIR); needs `uv run --with py-spy`.",
     )
     parser.add_argument(
         "--env",

@@ -184,6 +184,42 @@ def test_invalid_event_schema_names_the_event(apps: Any) -> None:
     assert str(raised.value).startswith("events.yaml: events[0].schema: not a valid JSON Schema")
 
 
+@pytest.mark.parametrize(
+    ("schema", "where"),
+    [
+        ({"$ref": "http://169.254.169.254/latest/meta-data"}, "schema.$ref"),
+        ({"properties": {"a": {"$ref": "file:///etc/passwd"}}}, "schema.properties.a.$ref"),
+        (
+            {"prefixItems": [{"$dynamicRef": "other.json#node"}]},
+            "schema.prefixItems[0].$dynamicRef",
+        ),
+    ],
+)
+def test_an_event_schema_may_only_reference_itself(
+    apps: Any, schema: dict[str, Any], where: str
+) -> None:
+    # jsonschema's default registry fetches a remote "$ref" over HTTP when data is checked:
+    # an event schema would make the service connect wherever it points (security-anchors,
+    # SSRF). Refused when the file is applied, naming the reference.
+    events = dump({"events": [{"name": "Shipped", "schema": schema}]})
+    with pytest.raises(DefinitionError) as raised:
+        parse_documents([("events.yaml", events)], apps)
+    message = str(raised.value)
+    assert message.startswith(f"events.yaml: events[0].{where}: "), message
+    assert "only references inside the schema" in message
+
+
+def test_references_inside_an_event_schema_are_fine(apps: Any) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"orderId": {"$ref": "#/$defs/id"}},
+        "$defs": {"id": {"type": "string"}},
+    }
+    events = dump({"events": [{"name": "Shipped", "schema": schema}]})
+    (event,) = parse_documents([("events.yaml", events)], apps).events
+    assert event.schema == schema
+
+
 def test_duplicate_workflow_key_across_files_names_both_files(apps: Any) -> None:
     other = sandbox_integration()
     other["integration"]["key"] = "shop-two"

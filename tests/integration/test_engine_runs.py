@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -22,7 +25,7 @@ from standardwebhooks.webhooks import Webhook
 from conftest import SandboxProcess
 from embedded_ui.engine.retention import purge
 from embedded_ui.settings import Settings
-from embedded_ui.store import AuditEntry, Execution, WorkflowError, utcnow
+from embedded_ui.store import AuditEntry, CustomEvent, Execution, WorkflowError, utcnow
 from receiver import Answer, Received, Receiver
 
 V = "/2024-03"
@@ -286,6 +289,48 @@ async def test_event_data_is_checked_against_the_schema_and_nothing_is_queued(
         f"{V}/run/event", json={"event": EVENT}, headers=shop.headers
     )
     assert malformed.status_code == 400 and "userId" in malformed.json()["message"]
+
+
+async def test_a_schema_pointing_outside_itself_is_refused_without_a_connection(
+    shop: Shop, database_url: str
+) -> None:
+    """An event schema stored before apply refused remote references (definitions.py): the
+    check resolves nothing outside the schema, so ``POST /run/event`` answers 422 naming the
+    reference, queues nothing, and nothing connects to where it points."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/schema.json"
+    connections: list[str] = []
+    stop = threading.Event()
+
+    def accept() -> None:  # closes at once: a fetching validator fails fast, never hangs
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                connection, peer = listener.accept()
+                connections.append(f"{peer}")
+                connection.close()
+
+    watcher = threading.Thread(target=accept, daemon=True)
+    watcher.start()
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(CustomEvent).where(CustomEvent.name == EVENT).values(schema={"$ref": url})
+            )
+    finally:
+        await engine.dispose()
+    try:
+        refused = await shop.run_event({"orderId": "o-1"})
+        await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+        listener.close()
+    assert connections == []
+    assert refused.status_code == 422, refused.text
+    assert url in refused.json()["message"], refused.text
+    assert (await shop.logs("stream"))["data"] == []
 
 
 async def test_an_idempotency_key_answers_twice_and_runs_once(shop: Shop) -> None:

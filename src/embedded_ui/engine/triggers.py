@@ -13,6 +13,8 @@ from functools import lru_cache
 from typing import Any, cast
 
 from jsonschema import Draft202012Validator, ValidationError
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import EMPTY_REGISTRY
 from sqlalchemy import Table, Text, bindparam, delete, insert, select, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,7 +74,11 @@ the ones it has read."""
 
 @lru_cache(maxsize=1024)
 def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json))
+    # The empty registry resolves nothing the schema does not hold itself. jsonschema's
+    # default one fetches any other "$ref" over HTTP, on the calling thread and with no
+    # timeout: an event schema could make the service connect anywhere (SSRF) and stall its
+    # event loop. definitions.py refuses such references when a file is applied.
+    return Draft202012Validator(json.loads(schema_json), registry=EMPTY_REGISTRY)
 
 
 def validator_for(schema: Mapping[str, Any]) -> Draft202012Validator:
@@ -83,9 +89,15 @@ def validator_for(schema: Mapping[str, Any]) -> Draft202012Validator:
 def check_event_data(event: str, schema: Mapping[str, Any], data: Any) -> None:
     """422 naming the first field of ``data`` that does not match the event's schema."""
     validator = validator_for(schema)
-    if validator.is_valid(data):  # the usual case, at a third of the cost of listing errors
-        return
-    problems = sorted(validator.iter_errors(data), key=lambda e: (list(e.path), e.message))
+    try:
+        if validator.is_valid(data):  # the usual case, at a third of the cost of listing errors
+            return
+        problems = sorted(validator.iter_errors(data), key=lambda e: (list(e.path), e.message))
+    except Unresolvable as exc:  # stored before definitions.py refused such references
+        raise Unprocessable(
+            f"The schema of event {event!r} references {exc.ref!r}, which is not inside it; "
+            "apply the event again with a schema that holds everything it references."
+        ) from None
     if problems:
         named = [(_where(e), e.message) for e in problems[:20]]
         raise Unprocessable(
@@ -183,8 +195,11 @@ def event_rows_inline(
     schemas = reader.rows(_EVENT_SCHEMA_TEXT, {**tenant, "name": event})
     if not schemas or schemas[0][0] is None or schemas[0][0] == "null":
         return None
-    if not _validator(schemas[0][0]).is_valid(data):
-        return None  # the ordinary path names the field (check_event_data)
+    try:
+        if not _validator(schemas[0][0]).is_valid(data):
+            return None  # the ordinary path names the field (check_event_data)
+    except Unresolvable:
+        return None  # and explains this one too
     rows = reader.rows(_ACTIVE_INSTALLATIONS, {**tenant, "user_id": user_id})
     if rows is None:
         return None

@@ -2,7 +2,8 @@
 
 Errors name the file and the field, like the catalog's. Checks beyond the JSON Schema: the
 app, its triggers, actions and option sources exist; every action input is known and every
-required one is given; block and workflow keys are unique; event schemas are valid; every
+required one is given; block and workflow keys are unique; event schemas are valid and
+reference nothing outside themselves; every
 ``{{ mapping }}`` template and filter condition compiles (engine/mapping.py).
 """
 
@@ -125,7 +126,32 @@ def _event(source: str, index: int, raw: Mapping[str, Any]) -> EventSpec:
         raise DefinitionError(
             f"{source}: events[{index}].schema: not a valid JSON Schema: {exc.message}"
         ) from None
+    for where, reference in _outside_references(raw["schema"], "schema"):
+        raise DefinitionError(
+            f"{source}: events[{index}].{where}: {reference!r} is not inside the schema; "
+            'only references inside the schema ("#/$defs/...") are allowed'
+        )
     return EventSpec(name=raw["name"], schema=raw["schema"])
+
+
+_REFERENCES = ("$ref", "$dynamicRef")
+_DATA_KEYWORDS = ("const", "enum", "default", "examples")
+"""Keywords whose values are data, not schemas: a "$ref" inside them is not a reference."""
+
+
+def _outside_references(schema: Any, where: str) -> Iterable[tuple[str, str]]:
+    """``(path, reference)`` for each ``$ref`` that is not a fragment of the schema itself.
+    The engine's validator resolves nothing else (engine/triggers.py): refusing them here
+    says so when the file is applied rather than when an event is run."""
+    if isinstance(schema, list):
+        for index, item in enumerate(schema):
+            yield from _outside_references(item, f"{where}[{index}]")
+    elif isinstance(schema, Mapping):
+        for key, value in schema.items():
+            if key in _REFERENCES and isinstance(value, str) and not value.startswith("#"):
+                yield f"{where}.{key}", value
+            elif key not in _DATA_KEYWORDS:
+                yield from _outside_references(value, f"{where}.{key}")
 
 
 def _integration(source: str, raw: Mapping[str, Any], apps: Mapping[str, App]) -> IntegrationSpec:
