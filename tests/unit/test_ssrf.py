@@ -132,6 +132,24 @@ async def test_a_name_is_resolved_once_and_its_first_address_pinned():
     assert target.url == "http://hooks.example.com:8080/in"
 
 
+async def test_a_checked_url_is_resolved_and_judged_again_every_time():
+    # The URL's parsing is cached (ssrf._parse), never its resolution: a name that moves to
+    # a private address is refused on the next check, and a policy that changes applies.
+    resolver = FakeResolver(["93.184.216.34"], ["10.0.0.7"])
+    url = "https://hooks.example.com/in"
+    assert (await check(url, EMPTY, resolver=resolver)).ip == ipaddress.IPv4Address("93.184.216.34")
+    with pytest.raises(BlockedDestination, match=r"resolves to 10\.0\.0\.7, which is a priv"):
+        await check(url, EMPTY, resolver=resolver)
+    assert len(resolver.calls) == 2
+    allowed = OutboundPolicy(allowed=(ipaddress.ip_network("10.0.0.0/8"),))
+    assert (await check(url, allowed, resolver=resolver)).ip == ipaddress.IPv4Address("10.0.0.7")
+    with pytest.raises(BlockedDestination, match="loopback"):
+        await check("http://127.0.0.1:8080/hook", EMPTY, resolver=no_resolver)
+    loopback = OutboundPolicy(allowed=(ipaddress.ip_network("127.0.0.0/8"),))
+    target = await check("http://127.0.0.1:8080/hook", loopback, resolver=no_resolver)
+    assert (target.authority, target.path) == ("127.0.0.1:8080", "/hook")
+
+
 async def test_international_names_are_checked_in_their_ascii_form():
     resolver = FakeResolver(["93.184.216.34"])
     target = await check("https://bücher.example/", EMPTY, resolver=resolver)
