@@ -20,7 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from conftest import every_row_as_text
-from embedded_ui.engine.data_blocks import run_database, run_filter, run_transform
+from embedded_ui.engine.blocks import render_inputs
+from embedded_ui.engine.data_blocks import run_database, run_filter
 from embedded_ui.engine.destination_inserts import DestinationPool, insert_rows
 from embedded_ui.engine.destinations import DestinationError, DestinationService
 from embedded_ui.engine.mapping import MappingError
@@ -193,31 +194,36 @@ CONTEXT = {
 
 async def test_the_data_blocks(target: Target, pool: DestinationPool) -> None:
     transform = {"id": "shape", "type": "transform", "output": {"ref": "{{ trigger.orderId }}"}}
-    assert await run_transform(transform, CONTEXT) == {"ref": "A-7"}
+    assert await render_inputs(transform, CONTEXT) == {"output": {"ref": "A-7"}}
     assert run_filter({"condition": "trigger.paid"}, CONTEXT) is True
     assert run_filter({"condition": "{{ trigger.lines[?n > `9`] }}"}, CONTEXT) is False
 
+    async def insert(block: dict[str, Any]) -> dict[str, Any]:
+        inputs = await render_inputs(block, CONTEXT)
+        return await run_database(block, inputs, target.url, pool)
+
     one = {
+        "id": "store",
+        "type": "database",
         "destination": "warehouse",
         "table": target.table,
         "row": {"ref": "{{ trigger.orderId }}"},
     }
-    assert await run_database(one, CONTEXT, target.url, pool) == {
-        "inserted": 1,
-        "table": target.table,
-    }
+    assert await insert(one) == {"inserted": 1, "table": target.table}
     many = {
+        "id": "store",
+        "type": "database",
         "destination": "warehouse",
         "table": target.table,
         "rows": "{{ trigger.lines[*].{ref: sku, qty: n} }}",
     }
-    assert (await run_database(many, CONTEXT, target.url, pool))["inserted"] == 2
+    assert (await insert(many))["inserted"] == 2
     assert [(r[0], r[1]) for r in await target.rows()] == [("A-7", None), ("x", 1), ("y", 4)]
 
     with pytest.raises(MappingError, match="list of objects"):
-        await run_database({**many, "rows": "{{ trigger.orderId }}"}, CONTEXT, target.url, pool)
+        await insert({**many, "rows": "{{ trigger.orderId }}"})
     with pytest.raises(DestinationError) as raised:
-        await run_database({**one, "table": "missing"}, CONTEXT, target.url, pool)
+        await insert({**one, "table": "missing"})
     assert raised.value.message.startswith("destination 'warehouse': table 'missing'")
     assert CANARY not in raised.value.message
 

@@ -1,16 +1,18 @@
 """One function per block type. Each takes the block (from the released definition, with the
-user's configured values already put in place of ``configurable`` markers), the template
+user's configured values already put in place of ``configurable`` markers), its inputs as
+:func:`render_inputs` rendered them (once: the runner logs the same values), the template
 context, and the worker's shared tools; it returns the block's output or raises
 :class:`BlockFailed` (retryable or not) or :class:`StopExecution` (a filter said no)."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from embedded_ui.catalog import App
@@ -101,24 +103,51 @@ class Job:
     credential_ids: Mapping[str, str]
 
 
+_NOT_INPUTS = ("id", "type", "name")
+_RENDERED_IN_A_THREAD = ("transform", "database")
+"""Blocks whose templates may build large values (a row per item of a big trigger): they are
+rendered in a worker thread, and the event loop keeps serving meanwhile."""
+
+
+async def render_inputs(block: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """The block's fields but ``id``, ``type`` and ``name``, with their templates evaluated
+    against the context: what the block runs with and what its log entry shows, rendered
+    once. A filter's fields are returned as written: its condition is an expression that
+    the filter evaluates itself (``truthy``), and the log shows it as the ISV wrote it."""
+    fields = {key: value for key, value in block.items() if key not in _NOT_INPUTS}
+    if block["type"] == "filter":
+        return fields
+    try:
+        if block["type"] in _RENDERED_IN_A_THREAD:
+            return await asyncio.to_thread(render, fields, context)
+        rendered: dict[str, Any] = render(fields, context)
+    except MappingError as exc:
+        raise BlockFailed(exc.message) from None
+    return rendered
+
+
 async def run_block(
-    block: Mapping[str, Any], context: Mapping[str, Any], job: Job, tools: Tools
+    block: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    context: Mapping[str, Any],
+    job: Job,
+    tools: Tools,
 ) -> Any:
     kind = block["type"]
     try:
         if kind == "stream_data":
-            return await stream_data(block, context, job, tools)
+            return await stream_data(block, inputs, context, job, tools)
         if kind == "app_action":
-            return await app_action(block, context, job, tools)
+            return await app_action(block, inputs, job, tools)
         if kind == "transform":
-            return await data_blocks.run_transform(block, context)
+            return inputs["output"]
         if kind == "filter":
             if not data_blocks.run_filter(block, context):
                 raise StopExecution
             return {"passed": True}
         if kind == "database":
             url = await tools.destinations.url_for(job.scope, str(block["destination"]))
-            return await data_blocks.run_database(block, context, url, tools.destination_pool)
+            return await data_blocks.run_database(block, inputs, url, tools.destination_pool)
     except (MappingError, DestinationError) as exc:
         raise BlockFailed(exc.message) from None
     except NotFound as exc:
@@ -127,13 +156,18 @@ async def run_block(
 
 
 async def stream_data(
-    block: Mapping[str, Any], context: Mapping[str, Any], job: Job, tools: Tools
+    block: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    context: Mapping[str, Any],
+    job: Job,
+    tools: Tools,
 ) -> Any:
-    url = render(block["url"], context)
+    url = inputs["url"]
     if not isinstance(url, str) or not url:
         raise BlockFailed("The Stream Data URL is empty.")
-    data = render(block["data"], context) if "data" in block else context["trigger"]
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    # Without ``data`` the trigger is sent as it came: a "{{ }}" in it is the sender's text.
+    data = inputs["data"] if "data" in inputs else context["trigger"]
+    body = msgspec.json.encode(data)  # compact UTF-8, as json.dumps(separators, no ASCII escapes)
     endpoint = await tools.endpoints.get_or_create(job.scope, url)
     if endpoint.disabled_at is not None:
         raise BlockFailed(
@@ -166,13 +200,13 @@ async def stream_data(
 
 
 async def app_action(
-    block: Mapping[str, Any], context: Mapping[str, Any], job: Job, tools: Tools
+    block: Mapping[str, Any], rendered: Mapping[str, Any], job: Job, tools: Tools
 ) -> Any:
     app = tools.apps.get(job.app)
     action = app.action(str(block["action"])) if app else None
     if app is None or action is None:
         raise BlockFailed(f"The app {job.app!r} has no action {block['action']!r}.")
-    inputs = render(dict(block.get("inputs", {})), context)
+    inputs = dict(rendered.get("inputs", {}))
     problems = sorted(
         validator_for(action.input_schema).iter_errors(inputs),
         key=lambda e: list(e.path),

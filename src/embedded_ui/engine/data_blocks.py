@@ -1,29 +1,23 @@
-"""The ``transform``, ``filter`` and ``database`` blocks as pure functions the runner calls.
+"""The ``filter`` and ``database`` blocks as functions the runner calls (a ``transform``'s
+output is its rendered ``output``: blocks.py).
 
-Each takes the block as applied (validated by ``integrations/definitions.py``) and the
-execution's context (``trigger``, ``config``, ``blocks``, ``user``). They raise
+Each takes the block as applied (validated by ``integrations/definitions.py``); the database
+block takes its inputs as ``blocks.render_inputs`` rendered them (in a worker thread), the
+filter the execution's context (``trigger``, ``config``, ``blocks``, ``user``). They raise
 :class:`~embedded_ui.engine.mapping.MappingError` or
 :class:`~embedded_ui.engine.destinations.DestinationError`, whose messages are safe to record.
-Rendering runs in a worker thread: it is bounded (engine/mapping.py) but may take a moment
-on a large input, and the event loop keeps serving meanwhile.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 from embedded_ui.engine.destination_inserts import DestinationPool
 from embedded_ui.engine.destinations import DestinationError
-from embedded_ui.engine.mapping import MappingError, render, truthy
+from embedded_ui.engine.mapping import MappingError, truthy
 
-__all__ = ["run_database", "run_filter", "run_transform"]
-
-
-async def run_transform(block: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
-    """The block's ``output`` rendered against the context: the block's output."""
-    return await asyncio.to_thread(render, block["output"], context)
+__all__ = ["run_database", "run_filter"]
 
 
 def run_filter(block: Mapping[str, Any], context: Mapping[str, Any]) -> bool:
@@ -32,14 +26,11 @@ def run_filter(block: Mapping[str, Any], context: Mapping[str, Any]) -> bool:
 
 
 async def run_database(
-    block: Mapping[str, Any], context: Mapping[str, Any], url: str, pool: DestinationPool
+    block: Mapping[str, Any], inputs: Mapping[str, Any], url: str, pool: DestinationPool
 ) -> dict[str, Any]:
-    """Insert the block's ``row`` or ``rows`` into its table at ``url`` (the opened URL of
-    the block's destination), all or none; returns ``{"inserted": n, "table": ...}``."""
-    if "row" in block:
-        rows = [await asyncio.to_thread(render, block["row"], context)]
-    else:
-        rows = await asyncio.to_thread(render, block["rows"], context)
+    """Insert the rendered ``row`` or ``rows`` into the block's table at ``url`` (the opened
+    URL of the block's destination), all or none; returns ``{"inserted": n, "table": ...}``."""
+    rows = [inputs["row"]] if "row" in inputs else inputs["rows"]
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         got = type(rows).__name__ if not isinstance(rows, list) else "a list with non-objects"
         raise MappingError(f"rows: expected a list of objects, got {got}")

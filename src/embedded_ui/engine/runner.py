@@ -14,8 +14,14 @@ import structlog
 from sqlalchemy import select
 
 from embedded_ui.engine.backoff import next_delay
-from embedded_ui.engine.blocks import BlockFailed, Job, StopExecution, Tools, run_block
-from embedded_ui.engine.mapping import render
+from embedded_ui.engine.blocks import (
+    BlockFailed,
+    Job,
+    StopExecution,
+    Tools,
+    render_inputs,
+    run_block,
+)
 from embedded_ui.engine.queue import Claimed, ErrorRecord, Finished
 from embedded_ui.store import (
     Installation,
@@ -43,22 +49,17 @@ def redact(value: Any) -> Any:
     return value
 
 
-_NOT_INPUT = ("id", "type", "name")
-
-
-def block_input(block: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
-    """What the block was given, rendered and redacted, for the logs (None if it does not
-    render: the block itself then fails with the reason)."""
-    shown = {k: v for k, v in block.items() if k not in _NOT_INPUT}
-    try:
-        rendered = render(shown, context)
-    except Exception:
-        return None
+def block_input(
+    block: Mapping[str, Any], inputs: Mapping[str, Any], context: Mapping[str, Any]
+) -> Any:
+    """What the block was given, for the logs: its inputs as ``render_inputs`` rendered them
+    (the same values the block runs with), redacted."""
+    shown = dict(inputs)
     if block["type"] == "stream_data" and "data" not in shown:
         # The trigger's data is sent as it came, so it is shown as it came: a "{{ }}" in it
         # is the sender's text, never a template evaluated against the run's context.
-        rendered["data"] = context["trigger"]
-    return redact(rendered)
+        shown["data"] = context["trigger"]
+    return redact(shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +196,12 @@ class Runner:
                 "blockType": raw["type"],
                 "attempt": claimed.attempt,
                 "startedAt": iso_ms(started),
-                "input": block_input(block, context),
+                "input": None,  # unless the inputs render (if not, the block fails saying why)
             }
             try:
-                output = await run_block(block, context, job, self._tools)
+                inputs = await render_inputs(block, context)
+                entry["input"] = block_input(block, inputs, context)
+                output = await run_block(block, inputs, context, job, self._tools)
             except StopExecution:
                 entry.update(status="succeeded", stoppedAt=iso_ms(utcnow()), data=None)
                 entry["filtered"] = True
