@@ -265,6 +265,17 @@ async def test_uninstalling_unsubscribes_and_reinstalling_subscribes_once(store:
     assert store.subscriptions() == []
 
 
+async def test_deleting_the_user_unsubscribes_its_webhooks_first(store: Store) -> None:
+    # After the delete the credential the app needs for it is gone with the user: a
+    # subscription left behind would keep the app posting deliveries we can only refuse.
+    assert len(store.subscriptions()) == 1
+    deleted = await store.client.delete(f"{V}/users/{store.user_id}", headers=store.headers)
+    assert deleted.status_code == 200, deleted.text
+    assert store.subscriptions() == []
+    gone = await store.client.get(f"{V}/users/{store.user_id}", headers=store.headers)
+    assert gone.status_code == 404
+
+
 async def test_an_installation_the_app_refuses_to_subscribe_is_not_installed(
     store: Store, client: Any
 ) -> None:

@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody, Parameter
 
 from embedded_ui.api.auth import Principal
-from embedded_ui.api.deps import SERVICES, Users
+from embedded_ui.api.deps import SERVICES, Installations, Users
 from embedded_ui.api.schemas import (
     BatchItemOut,
     BatchUsersIn,
@@ -126,11 +126,15 @@ class UsersController(Controller):
     @delete(
         "/{user_id:str}",
         summary="Delete a user",
-        description="Deletes the user and everything it owns; its tokens stop working at once.",
+        description="Deletes the user and everything it owns, after unsubscribing its "
+        "installations from their apps' webhooks; its tokens stop working at once.",
         responses=error_responses(404),
         status_code=200,
     )
-    async def delete_user(self, user_id: UserRef, user_service: Users) -> DeletedOut:
+    async def delete_user(
+        self, user_id: UserRef, user_service: Users, installation_service: Installations
+    ) -> DeletedOut:
+        await installation_service.unsubscribe_all(await user_service.get(user_id))
         deleted = await user_service.delete(user_id)
         return DeletedOut(message="User deleted.", user_id=deleted)
 

@@ -500,6 +500,15 @@ class InstallationService:
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
+    async def unsubscribe_all(self, user: AnyUser) -> None:
+        """Unsubscribe the user's installations from their apps' webhooks before the user is
+        deleted (best effort, as ``uninstall`` does; the rows then go with the user). After
+        the delete, the credentials the apps need for it are gone."""
+        if self._webhooks is None:
+            return
+        for installation in (await self.installations_of(user)).values():
+            await self._webhooks.uninstalled(self._scope, installation)
+
     async def uninstall(self, user: AnyUser, workflow_id: str) -> None:
         installation = await self._installed(user, workflow_id)
         if self._webhooks is not None:
