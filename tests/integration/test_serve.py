@@ -175,6 +175,40 @@ def test_serve_answers_health_and_stops_on_sigterm(
             httpx.get(f"{server.base_url}/health", timeout=2.0)
 
 
+def test_processes_starting_together_on_a_new_sqlite_file_migrate_it_once(
+    tmp_path: Path, base_env: dict[str, str]
+) -> None:
+    """On SQLite, Alembic's DDL runs outside a transaction: processes starting together on a
+    new file each found no tables and created them, and one crashed ("table ... already
+    exists"; seen with `serve --workers 2`, and with 2 of 12 `db upgrade`s run 4 at a time).
+    store/db.py serialises them with a lock file beside the database."""
+    for attempt in range(4):
+        database = f"sqlite+aiosqlite:///{tmp_path / f'attempt-{attempt}.sqlite3'}"
+        upgrades = [
+            subprocess.Popen(
+                [sys.executable, "-m", "embedded_ui", "db", "upgrade", "--json"],
+                env={**base_env, "EMBEDDED_UI_DATABASE_URL": database},
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(4)
+        ]
+        outcomes = [(p.communicate(timeout=120), p.returncode) for p in upgrades]
+        for (_, err), code in outcomes:
+            assert code == 0, err.decode(errors="replace")[-2000:]
+        assert len({out for (out, _), _ in outcomes}) == 1  # the same revision, at head
+
+    # `serve --workers 2` on a new file: both workers start, migrate once, and stay up.
+    with running("serve", tmp_path, base_env, "--workers", "2") as server:
+        server.wait_until_healthy()
+        time.sleep(1.0)
+        assert server.process.poll() is None, server.output()
+        assert "already exists" not in server.output()
+        assert server.stop() == 0, server.output()
+
+
 def test_demo_prints_a_working_development_key(tmp_path: Path, base_env: dict[str, str]) -> None:
     sandbox_url = f"http://127.0.0.1:{free_port()}"
     page_url = f"http://127.0.0.1:{free_port()}"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from advanced_alchemy.config import AsyncSessionConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
@@ -168,10 +170,48 @@ def _alembic_config() -> Config:
 
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply migrations up to ``revision``; safe to run from several processes at once."""
+    database = sqlite_file(engine)
+    if database is None:
+        await _migrate(engine, revision)
+        return
+    # SQLite runs Alembic's DDL outside a transaction, so two processes starting on a new
+    # file (`serve --workers 2`) both found no tables and both created them: one crashed
+    # with "table ... already exists". An exclusive lock on a file beside the database makes
+    # the others wait, then find the schema at head. (PostgreSQL: an advisory lock.)
+    lock = await asyncio.to_thread(_lock_exclusively, f"{database}.migrate-lock")
+    try:
+        await _migrate(engine, revision)
+    finally:
+        lock.close()  # closing the file releases the lock
+
+
+def _lock_exclusively(path: str) -> IO[bytes]:
+    lock = open(path, "ab")  # noqa: SIM115 - held open until the caller closes it
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    except BaseException:
+        lock.close()
+        raise
+    return lock
+
+
+async def _migrate(engine: AsyncEngine, revision: str) -> None:
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})"))
         await connection.run_sync(_upgrade, revision)
+
+
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The path of the engine's SQLite file database; ``None`` for anything else (PostgreSQL,
+    memory, URI databases), which inline statements leave to the engine."""
+    url = engine.url
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if url.query.get("mode") == "memory" or database.startswith("file:"):
+        return None
+    return database
 
 
 def _upgrade(connection: Connection, revision: str) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from embedded_ui.store.db import session_wrote
+from embedded_ui.store.db import session_wrote, sqlite_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,18 +131,6 @@ async def read_rows(
         await session.flush()
     connection = await session.connection()
     return (await connection.execute(statement, params)).all()
-
-
-def sqlite_file(engine: AsyncEngine) -> str | None:
-    """The path of the engine's SQLite file database; ``None`` for anything else (PostgreSQL,
-    memory, URI databases), which inline statements leave to the engine."""
-    url = engine.url
-    database = url.database
-    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return None
-    if url.query.get("mode") == "memory" or database.startswith("file:"):
-        return None
-    return database
 
 
 def inline_reader(engine: AsyncEngine) -> InlineReader | None:

@@ -36,7 +36,8 @@ from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from embedded_ui.store.inline import connect_without_waiting, sqlite_file
+from embedded_ui.store.db import sqlite_file
+from embedded_ui.store.inline import connect_without_waiting
 
 BUSY_GIVE_UP_SECONDS = 0.5
 """How long a flush keeps retrying a held write lock before its units take the ordinary path."""
