@@ -93,6 +93,10 @@ async def run_worker(settings: Settings, poll_seconds: float = 2.0) -> None:
         await stop.wait()
     finally:
         log.info("worker stopping")
+        # One grace period for everything running, not one per kind: the SAQ jobs' executions
+        # and then the polling loop's each waited up to 10 s, so a stop could take 20 s (a
+        # test's SIGKILL after 20 s caught it).
+        grace_ends = loop.time() + SHUTDOWN_GRACE_SECONDS
         if saq_worker is not None:
             await saq_worker.stop()
         if saq_task is not None:
@@ -100,7 +104,7 @@ async def run_worker(settings: Settings, poll_seconds: float = 2.0) -> None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await saq_task
         if running:  # executions of SAQ jobs: finished and recorded, or run again after the lease
-            await asyncio.wait(set(running), timeout=SHUTDOWN_GRACE_SECONDS)
-        await runtime.stop(grace_seconds=SHUTDOWN_GRACE_SECONDS)
+            await asyncio.wait(set(running), timeout=max(0.0, grace_ends - loop.time()))
+        await runtime.stop(grace_seconds=max(0.0, grace_ends - loop.time()))
         await http.aclose()
         await engine.dispose()
