@@ -134,8 +134,9 @@ class UsersController(Controller):
     async def delete_user(
         self, user_id: UserRef, user_service: Users, installation_service: Installations
     ) -> DeletedOut:
-        await installation_service.unsubscribe_all(await user_service.get(user_id))
-        deleted = await user_service.delete(user_id)
+        user = await user_service.get(user_id)
+        await installation_service.unsubscribe_all(user)
+        deleted = await user_service.delete(user)
         return DeletedOut(message="User deleted.", user_id=deleted)
 
     @get(

@@ -214,9 +214,9 @@ class UserService:
             raise _duplicate(username) from None
         return user
 
-    async def delete(self, reference: str) -> str:
-        """Delete a user; its tokens stop working because verification looks the user up."""
-        user = await self.get(reference)
+    async def delete(self, user: User) -> str:
+        """Delete a user (as :meth:`get` found it); its tokens stop working because
+        verification looks the user up."""
         await self._session.execute(delete(User).where(User.id == user.id))
         audit.record(
             self._session,
