@@ -119,3 +119,41 @@ async def test_the_reader_never_writes_and_gives_way_when_sqlite_is_busy(
 class _Failing:
     def execute(self, *_: Any) -> Any:
         raise sqlite3.OperationalError("database is locked")
+
+
+async def test_reads_in_a_snapshot_see_one_moment_and_end_with_it(
+    client: Any, app: Any, tenant: Any
+) -> None:
+    reader: InlineReader | None = app.state.inline_reader
+    if reader is None:
+        pytest.skip("PostgreSQL: no inline reads")
+    created = await client.post(f"{V}/users", json={"username": "grace"}, headers=tenant.headers)
+    user_id = created.json()["userId"]
+    params = {
+        "workspace_id": tenant.workspace_id,
+        "environment": tenant.environment,
+        "reference": user_id,
+    }
+
+    def username() -> str:
+        rows = reader.rows(_USER_BY_ID, params)
+        assert rows is not None
+        return str(rows[0][1])
+
+    with reader.snapshot():
+        assert username() == "grace"
+        # A change committed meanwhile, by another connection (the engine's)...
+        renamed = await client.put(
+            f"{V}/users/{user_id}", json={"username": "grace-h"}, headers=tenant.headers
+        )
+        assert renamed.status_code == 200, renamed.text
+        assert username() == "grace"  # ...is not seen inside the snapshot,
+        assert reader._connection.in_transaction
+    assert not reader._connection.in_transaction
+    assert username() == "grace-h"  # and is at once after it.
+
+    # A block that fails still ends its transaction (it would hold back checkpoints).
+    with pytest.raises(RuntimeError), reader.snapshot():
+        assert username() == "grace-h"
+        raise RuntimeError("the block failed")
+    assert not reader._connection.in_transaction

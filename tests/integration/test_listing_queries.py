@@ -139,7 +139,12 @@ def statements(app: Any) -> Iterator[list[str]]:
     event.listen(engine, "before_cursor_execute", record)
     reader = app.state.inline_reader
     if reader is not None:
-        reader._connection.set_trace_callback(seen.append)
+        # Queries only: the reader's BEGIN and COMMIT around a snapshot (one read transaction
+        # for the reads of a request) are not statements that could grow with the data, and
+        # the engine's own transaction control is not counted either.
+        reader._connection.set_trace_callback(
+            lambda sql: None if sql in ("BEGIN", "COMMIT", "ROLLBACK") else seen.append(sql)
+        )
     try:
         yield seen
     finally:

@@ -229,10 +229,11 @@ class HotPath:
     async def _listing(self, principal: Principal, reference: str, _: bytes) -> Answer | None:
         """``GET /integrations?userId=``: the user as ``resolve_user`` finds it for an API
         key (by id, then by username), then ``InstallationService.integrations_json``."""
-        user = read_inline(self.reader, principal.scope, reference)
-        if user is None:
-            return None
-        content = listing_inline(self.reader, self.released, principal.scope, user.id)
+        with self.reader.snapshot():  # the user and its installations, as of one moment
+            user = read_inline(self.reader, principal.scope, reference)
+            if user is None:
+                return None
+            content = listing_inline(self.reader, self.released, principal.scope, user.id)
         return None if content is None else (200, content)
 
     async def _token(self, principal: Principal, reference: str, _: bytes) -> Answer | None:

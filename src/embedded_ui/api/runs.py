@@ -75,10 +75,11 @@ async def run_event_inline(
         data = msgspec.json.decode(body, type=RunEventIn)
     except msgspec.MsgspecError:
         return None
-    user = read_inline(reader, principal.scope, data.user_id)
-    if user is None:
-        return None
-    rows = event_rows_inline(reader, principal.scope, user.id, data.event, data.data)
+    with reader.snapshot():  # the user and the event's workflows, as of one moment
+        user = read_inline(reader, principal.scope, data.user_id)
+        if user is None:
+            return None
+        rows = event_rows_inline(reader, principal.scope, user.id, data.event, data.data)
     if rows is None:
         return None
     if rows and not await writer.insert([(EXECUTION, row) for row in rows]):
