@@ -109,6 +109,64 @@ async def test_a_held_write_lock_is_waited_for_without_blocking_the_loop(databas
     writer.close()
 
 
+class _CountingBegins:
+    """The writer's connection, counting its tries for the write lock."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+        self.begins = 0
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "BEGIN IMMEDIATE":
+            self.begins += 1
+        return self.connection.execute(sql, *args)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+async def test_a_lock_held_for_a_moment_is_tried_again_at_the_loops_next_turns(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process's flush holds the lock for a fraction of a millisecond; a timer (whole
+    # milliseconds on uvloop) would leave the requests waiting on this flush idle meanwhile.
+    monkeypatch.setattr(writer_module, "NEXT_TURN_SECONDS", 60.0)  # the whole test is "a moment"
+    writer = InlineWriter(database, sqlite.dialect())
+    counting = _CountingBegins(writer._connection)
+    monkeypatch.setattr(writer, "_connection", counting)
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    insert = asyncio.create_task(writer.insert([_parent("p1", "soon")]))
+    for _ in range(10):  # ten turns of the loop, with no time for any timer to fire
+        await asyncio.sleep(0)
+    assert not insert.done()
+    assert counting.begins >= 5  # tried again turn after turn, not once per millisecond
+    holder.execute("COMMIT")
+    assert await asyncio.wait_for(insert, 2) is True
+    assert [row[0] for row in _rows(database, "parent")] == ["p1"]
+    holder.close()
+    writer.close()
+
+
+async def test_after_a_moment_a_held_lock_is_tried_again_on_a_timer(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "NEXT_TURN_SECONDS", 0.0)  # the moment is over at once
+    writer = InlineWriter(database, sqlite.dialect())
+    counting = _CountingBegins(writer._connection)
+    monkeypatch.setattr(writer, "_connection", counting)
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    insert = asyncio.create_task(writer.insert([_parent("p1", "later")]))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert counting.begins == 1  # no spinning on the loop: the next try waits for its timer
+    holder.execute("COMMIT")
+    assert await asyncio.wait_for(insert, 2) is True
+    holder.close()
+    writer.close()
+
+
 async def test_a_lock_held_too_long_sends_the_units_elsewhere(
     database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,8 +12,9 @@ connection in the event loop's thread and commits together what arrived meanwhil
 - a unit that breaks a constraint is rolled back alone and answered ``False``: the caller then
   takes its ordinary path, which meets the same constraint and explains it;
 - it never waits on the loop's thread: the lock is taken with busy timeout 0, and while
-  another process or connection holds it the flush is retried a little later, for at most
-  ``BUSY_GIVE_UP_SECONDS``, after which its units are answered ``False`` as well;
+  another process or connection holds it the flush is retried at the loop's next turns, then
+  a little later, for at most ``BUSY_GIVE_UP_SECONDS``, after which its units are answered
+  ``False`` as well;
 - a unit answered ``True`` is committed with the same durability as the engine's writes
   (WAL, ``synchronous=NORMAL``, store/db.py), before the caller answers its request.
 
@@ -42,8 +43,17 @@ from embedded_ui.store.inline import connect_without_waiting
 BUSY_GIVE_UP_SECONDS = 0.5
 """How long a flush keeps retrying a held write lock before its units take the ordinary path."""
 _RETRY_DELAY_SECONDS = 0.001
-"""Between two tries for the lock. At 0.5 ms, two processes' writers under load (bench/engine.py
-``run-event``) each failed 1,000-3,900 tries a second; at 1 ms 20-40."""
+"""Between two tries for the lock, once ``NEXT_TURN_SECONDS`` have passed since the first miss."""
+NEXT_TURN_SECONDS = 0.0005
+"""For this long after a try finds the lock held, the flush tries again at the loop's next turn
+(after the callbacks already ready, such as other requests) rather than after a timer.
+Another process's flush holds the lock for a fraction of a millisecond, but uvloop's timers
+count whole milliseconds: under bench/engine.py ``run-event`` (two processes) each miss cost
+~1.3 ms, a process whose requests all waited on its flush sat idle meanwhile, and flushes
+waited 10-13% of the time. Retrying at the next turn: 3%, for 1,400-2,300 failed tries a
+second, each a few µs; ``POST /run/event`` went from 0.57x to 0.60x its baseline, on
+average over alternate runs (docs/benchmarks.md, session 8). A lock held longer (a migration,
+the engine's own transactions) falls back to the timer."""
 GATHER_SECONDS = 0.0
 """How long the first unit of a batch waits for others: none, beyond the current turn of the
 event loop (a zero-delay timer runs after the callbacks already ready, so the requests handled
@@ -124,13 +134,18 @@ class InlineWriter:
             tuple((index, p) for index, p in enumerate(processors) if p is not None),
         )
 
-    def _flush(self, first_try: float) -> None:
+    def _flush(self, first_try: float, first_miss: float | None = None) -> None:
         try:
             self._connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error:  # mostly: the write lock is held elsewhere
             loop = asyncio.get_running_loop()
-            if time.monotonic() - first_try < BUSY_GIVE_UP_SECONDS:
-                loop.call_later(_RETRY_DELAY_SECONDS, self._flush, first_try)
+            now = time.monotonic()
+            if now - first_try < BUSY_GIVE_UP_SECONDS:
+                first_miss = now if first_miss is None else first_miss
+                if now - first_miss < NEXT_TURN_SECONDS:
+                    loop.call_soon(self._flush, first_try, first_miss)
+                else:
+                    loop.call_later(_RETRY_DELAY_SECONDS, self._flush, first_try, first_miss)
                 return
             self._flush_scheduled = False
             self._answer_all(False)
