@@ -51,9 +51,11 @@ Another process's flush holds the lock for a fraction of a millisecond, but uvlo
 count whole milliseconds: under bench/engine.py ``run-event`` (two processes) each miss cost
 ~1.3 ms, a process whose requests all waited on its flush sat idle meanwhile, and flushes
 waited 10-13% of the time. Retrying at the next turn: 3%, for 1,400-2,300 failed tries a
-second, each a few µs; ``POST /run/event`` went from 0.57x to 0.60x its baseline, on
-average over alternate runs (docs/benchmarks.md, session 8). A lock held longer (a migration,
-the engine's own transactions) falls back to the timer."""
+second, each a few µs. Over alternate runs (docs/benchmarks.md, session 8) ``POST /run/event``
+went from a median 0.56x to 0.65x its baseline and ``POST /users`` from 0.46x to 0.52x, but
+the latter's p99 from 7-8 ms to 7-26 ms (median 12): the retries spend CPU the lock's holder
+may be waiting for. Windows of 0.1-0.2 ms kept the p99 and lost the throughput. A lock held
+longer (a migration, the engine's own transactions) falls back to the timer."""
 GATHER_SECONDS = 0.0
 """How long the first unit of a batch waits for others: none, beyond the current turn of the
 event loop (a zero-delay timer runs after the callbacks already ready, so the requests handled
