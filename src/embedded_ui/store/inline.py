@@ -144,7 +144,7 @@ class InlineReader:
         on its own is a transaction of its own, and each one begins by locking a slot of the
         WAL index (``fcntl`` calls) and, under a stream of writes such as the hot
         ``POST /run/event``'s, by finding the WAL changed and its cached pages stale. Three
-        point reads took ~22 µs apart and ~15 µs together (docs/benchmarks.md, session 8).
+        point reads took ~22 µs apart and 15-19 µs together (docs/benchmarks.md, session 8).
         The block must not ``await`` (the transaction would stay open for other coroutines'
         reads and hold back checkpoints)."""
         return _Snapshot(self._connection)
