@@ -98,11 +98,7 @@ async def test_the_reader_never_writes_and_gives_way_when_sqlite_is_busy(
         reader._connection.execute("DELETE FROM end_user")
     created = await client.post(f"{V}/users", json={"username": "linus"}, headers=tenant.headers)
     user_id = created.json()["userId"]
-    params = {
-        "workspace_id": tenant.workspace_id,
-        "environment": tenant.environment,
-        "reference": user_id,
-    }
+    params = _user_by_id(tenant, user_id)
     assert reader.rows(_USER_BY_ID, params) is not None
 
     # It never waits for a lock (busy timeout 0): when SQLite cannot answer at once, or the
@@ -114,6 +110,15 @@ async def test_the_reader_never_writes_and_gives_way_when_sqlite_is_busy(
     again = await client.get(f"{V}/users/{user_id}", headers=tenant.headers)
     assert again.status_code == 200, again.text
     assert again.json() == shown.json()
+
+
+def _user_by_id(tenant: Any, user_id: str) -> dict[str, str]:
+    """The parameters of ``_USER_BY_ID`` for one of the tenant's users."""
+    return {
+        "workspace_id": tenant.workspace_id,
+        "environment": tenant.environment,
+        "reference": user_id,
+    }
 
 
 class _Failing:
@@ -129,11 +134,7 @@ async def test_reads_in_a_snapshot_see_one_moment_and_end_with_it(
         pytest.skip("PostgreSQL: no inline reads")
     created = await client.post(f"{V}/users", json={"username": "grace"}, headers=tenant.headers)
     user_id = created.json()["userId"]
-    params = {
-        "workspace_id": tenant.workspace_id,
-        "environment": tenant.environment,
-        "reference": user_id,
-    }
+    params = _user_by_id(tenant, user_id)
 
     def username() -> str:
         rows = reader.rows(_USER_BY_ID, params)

@@ -125,22 +125,31 @@ class _CountingBegins:
         self.connection.close()
 
 
+async def _insert_while_held(
+    database: str, monkeypatch: pytest.MonkeyPatch, name: str
+) -> tuple[InlineWriter, _CountingBegins, sqlite3.Connection, asyncio.Task[bool]]:
+    """An insert started while another connection holds the write lock, after ten turns of
+    the loop: the writer, its counted tries, the holder (still holding) and the insert."""
+    writer = InlineWriter(database, sqlite.dialect())
+    counting = _CountingBegins(writer._connection)
+    monkeypatch.setattr(writer, "_connection", counting)
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    insert = asyncio.create_task(writer.insert([_parent("p1", name)]))
+    for _ in range(10):  # ten turns of the loop, far quicker than any timer set here
+        await asyncio.sleep(0)
+    assert not insert.done()
+    return writer, counting, holder, insert
+
+
 async def test_a_lock_held_for_a_moment_is_tried_again_at_the_loops_next_turns(
     database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Another process's flush holds the lock for a fraction of a millisecond; a timer (whole
     # milliseconds on uvloop) would leave the requests waiting on this flush idle meanwhile.
     monkeypatch.setattr(writer_module, "NEXT_TURN_SECONDS", 60.0)  # the whole test is "a moment"
-    writer = InlineWriter(database, sqlite.dialect())
-    counting = _CountingBegins(writer._connection)
-    monkeypatch.setattr(writer, "_connection", counting)
-    holder = sqlite3.connect(database, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    insert = asyncio.create_task(writer.insert([_parent("p1", "soon")]))
-    for _ in range(10):  # ten turns of the loop, with no time for any timer to fire
-        await asyncio.sleep(0)
-    assert not insert.done()
-    assert counting.begins >= 5  # tried again turn after turn, not once per millisecond
+    writer, counting, holder, insert = await _insert_while_held(database, monkeypatch, "soon")
+    assert counting.begins >= 5  # tried again turn after turn, not once per timer
     holder.execute("COMMIT")
     assert await asyncio.wait_for(insert, 2) is True
     assert [row[0] for row in _rows(database, "parent")] == ["p1"]
@@ -152,17 +161,12 @@ async def test_after_a_moment_a_held_lock_is_tried_again_on_a_timer(
     database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(writer_module, "NEXT_TURN_SECONDS", 0.0)  # the moment is over at once
-    writer = InlineWriter(database, sqlite.dialect())
-    counting = _CountingBegins(writer._connection)
-    monkeypatch.setattr(writer, "_connection", counting)
-    holder = sqlite3.connect(database, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    insert = asyncio.create_task(writer.insert([_parent("p1", "later")]))
-    for _ in range(10):
-        await asyncio.sleep(0)
+    monkeypatch.setattr(writer_module, "_RETRY_DELAY_SECONDS", 0.2)  # ten turns take far less
+    writer, counting, holder, insert = await _insert_while_held(database, monkeypatch, "later")
     assert counting.begins == 1  # no spinning on the loop: the next try waits for its timer
     holder.execute("COMMIT")
     assert await asyncio.wait_for(insert, 2) is True
+    assert [row[0] for row in _rows(database, "parent")] == ["p1"]
     holder.close()
     writer.close()
 
