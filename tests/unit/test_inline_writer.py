@@ -125,21 +125,25 @@ class _CountingBegins:
         self.connection.close()
 
 
-async def _insert_while_held(
-    database: str, monkeypatch: pytest.MonkeyPatch, name: str
-) -> tuple[InlineWriter, _CountingBegins, sqlite3.Connection, asyncio.Task[bool]]:
-    """An insert started while another connection holds the write lock, after ten turns of
-    the loop: the writer, its counted tries, the holder (still holding) and the insert."""
+async def _tries_while_held(database: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How often the writer tried for the write lock during ten turns of the loop while
+    another connection held it; then the lock is released and the insert must commit."""
     writer = InlineWriter(database, sqlite.dialect())
     counting = _CountingBegins(writer._connection)
     monkeypatch.setattr(writer, "_connection", counting)
     holder = sqlite3.connect(database, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
-    insert = asyncio.create_task(writer.insert([_parent("p1", name)]))
+    insert = asyncio.create_task(writer.insert([_parent("p1", "held")]))
     for _ in range(10):  # ten turns of the loop, far quicker than any timer set here
         await asyncio.sleep(0)
     assert not insert.done()
-    return writer, counting, holder, insert
+    tries = counting.begins
+    holder.execute("COMMIT")
+    assert await asyncio.wait_for(insert, 2) is True
+    assert [row[0] for row in _rows(database, "parent")] == ["p1"]
+    holder.close()
+    writer.close()
+    return tries
 
 
 async def test_a_lock_held_for_a_moment_is_tried_again_at_the_loops_next_turns(
@@ -148,13 +152,7 @@ async def test_a_lock_held_for_a_moment_is_tried_again_at_the_loops_next_turns(
     # Another process's flush holds the lock for a fraction of a millisecond; a timer (whole
     # milliseconds on uvloop) would leave the requests waiting on this flush idle meanwhile.
     monkeypatch.setattr(writer_module, "NEXT_TURN_SECONDS", 60.0)  # the whole test is "a moment"
-    writer, counting, holder, insert = await _insert_while_held(database, monkeypatch, "soon")
-    assert counting.begins >= 5  # tried again turn after turn, not once per timer
-    holder.execute("COMMIT")
-    assert await asyncio.wait_for(insert, 2) is True
-    assert [row[0] for row in _rows(database, "parent")] == ["p1"]
-    holder.close()
-    writer.close()
+    assert await _tries_while_held(database, monkeypatch) >= 5  # turn after turn, no timer
 
 
 async def test_after_a_moment_a_held_lock_is_tried_again_on_a_timer(
@@ -162,13 +160,8 @@ async def test_after_a_moment_a_held_lock_is_tried_again_on_a_timer(
 ) -> None:
     monkeypatch.setattr(writer_module, "NEXT_TURN_SECONDS", 0.0)  # the moment is over at once
     monkeypatch.setattr(writer_module, "_RETRY_DELAY_SECONDS", 0.2)  # ten turns take far less
-    writer, counting, holder, insert = await _insert_while_held(database, monkeypatch, "later")
-    assert counting.begins == 1  # no spinning on the loop: the next try waits for its timer
-    holder.execute("COMMIT")
-    assert await asyncio.wait_for(insert, 2) is True
-    assert [row[0] for row in _rows(database, "parent")] == ["p1"]
-    holder.close()
-    writer.close()
+    # No spinning on the loop: after the first try, the next one waits for its timer.
+    assert await _tries_while_held(database, monkeypatch) == 1
 
 
 async def test_a_lock_held_too_long_sends_the_units_elsewhere(

@@ -78,9 +78,9 @@ class _Snapshot:
     def __enter__(self) -> None:
         try:
             self._connection.execute("BEGIN")
-            self._began = True
         except sqlite3.Error:  # e.g. one already open: each read goes on as its own
-            self._began = False
+            return
+        self._began = True
 
     def __exit__(self, *_: object) -> None:
         if not self._began:
